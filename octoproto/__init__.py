@@ -1,0 +1,95 @@
+"""octoproto: a sans-I/O client core for real-time push sockets.
+
+One pure state machine per connection takes bytes and clock ticks and gives
+back events, bytes to send, transport commands and its next deadline. Thin
+adapters (``octoproto.adapters.trio``, ``.asyncio``, ``.blocking``) bind it
+to real I/O. Everything public is re-exported here; the underscore modules
+are private.
+"""
+
+from __future__ import annotations
+
+from ._commands import Channel, CloseTransport, Command, OpenTransport, SendData
+from ._config import (
+    OCTOPRINT_RECONNECT_DELAYS,
+    ReconnectSchedule,
+    Secret,
+    SessionConfig,
+)
+from ._entropy import Entropy, SeededEntropy
+from ._errors import (
+    InvalidMessageError,
+    LocalProtocolError,
+    NotConnectedError,
+    SendQueueFullError,
+)
+from ._events import (
+    Authenticated,
+    BinaryMessage,
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    Event,
+    HandshakeResponse,
+    LimitExceeded,
+    LoginFailed,
+    LoginSucceeded,
+    OperationWarning,
+    ProtocolError,
+    PushMessage,
+    ReauthRequired,
+    ReconnectFailed,
+    ReconnectScheduled,
+    SendFailed,
+    TextMessage,
+    ThrottleChanged,
+    ThroughputWarning,
+)
+from ._plain import WebSocketClient
+from ._session import TRANSITIONS, SessionEngine, SessionState, Trigger, Usage
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "OCTOPRINT_RECONNECT_DELAYS",
+    "TRANSITIONS",
+    "Authenticated",
+    "BinaryMessage",
+    "Channel",
+    "CloseTransport",
+    "Command",
+    "ConnectFailed",
+    "Connected",
+    "Disconnected",
+    "Entropy",
+    "Event",
+    "HandshakeResponse",
+    "InvalidMessageError",
+    "LimitExceeded",
+    "LocalProtocolError",
+    "LoginFailed",
+    "LoginSucceeded",
+    "NotConnectedError",
+    "OpenTransport",
+    "OperationWarning",
+    "ProtocolError",
+    "PushMessage",
+    "ReauthRequired",
+    "ReconnectFailed",
+    "ReconnectSchedule",
+    "ReconnectScheduled",
+    "Secret",
+    "SeededEntropy",
+    "SendData",
+    "SendFailed",
+    "SendQueueFullError",
+    "SessionConfig",
+    "SessionEngine",
+    "SessionState",
+    "TextMessage",
+    "ThrottleChanged",
+    "ThroughputWarning",
+    "Trigger",
+    "Usage",
+    "WebSocketClient",
+]

@@ -1,0 +1,57 @@
+"""Fixtures for the integration tests, which talk to real servers on 127.0.0.1.
+
+Every test under this folder gets the ``integration`` marker, so
+``pytest -m "not integration"`` runs only the fast, self-contained tests.
+Set ``OCTOPROTO_SKIP_REAL_SERVERS=1`` to skip these tests (for a machine that
+cannot install the servers); otherwise a server that fails to install or start
+is an error, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers.octoprint_server import OctoPrintServer, free_port, install, start, stop
+
+_HERE = Path(__file__).resolve().parent
+_SKIP_REASON = "OCTOPROTO_SKIP_REAL_SERVERS=1: real-server integration tests skipped"
+
+
+def _skip_real_servers() -> bool:
+    return os.environ.get("OCTOPROTO_SKIP_REAL_SERVERS") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark (and, if asked to, skip) every test collected from this folder."""
+    # This hook sees the whole session's items, not only this folder's.
+    for item in items:
+        if _HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)
+            if _skip_real_servers():
+                item.add_marker(pytest.mark.skip(reason=_SKIP_REASON))
+
+
+@pytest.fixture(scope="session")
+def octoprint_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OctoPrintServer]:
+    """A real OctoPrint with a connected virtual printer, shared by the session.
+
+    Installed into ``.servers/octoprint-venv`` on first use. Tests may call
+    ``restart()`` on it: the object is updated in place and the teardown stops
+    whichever process is current. Log in afresh in each test rather than
+    keeping sessions across tests, since a restart invalidates them.
+    """
+    if _skip_real_servers():
+        pytest.skip(_SKIP_REASON)
+    install()
+    basedir = tmp_path_factory.mktemp("octoprint")
+    began = time.monotonic()
+    server = start(free_port(), basedir)
+    print(f"OctoPrint ready at {server.base_url} in {time.monotonic() - began:.1f} s")
+    try:
+        yield server
+    finally:
+        stop(server)
