@@ -45,14 +45,18 @@ from ._events import (
     ThrottleChanged,
     ThroughputWarning,
 )
+from ._handlers import HandlerFailure, HandlerRegistry
+from ._octoprint import AuthState, Endpoint, OctoPrintClient, OctoPrintConfig
 from ._plain import WebSocketClient
 from ._session import TRANSITIONS, SessionEngine, SessionState, Trigger, Usage
+from ._throttle import ThrottleSettings
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "OCTOPRINT_RECONNECT_DELAYS",
     "TRANSITIONS",
+    "AuthState",
     "Authenticated",
     "BinaryMessage",
     "Channel",
@@ -61,8 +65,11 @@ __all__ = [
     "ConnectFailed",
     "Connected",
     "Disconnected",
+    "Endpoint",
     "Entropy",
     "Event",
+    "HandlerFailure",
+    "HandlerRegistry",
     "HandshakeResponse",
     "InvalidMessageError",
     "LimitExceeded",
@@ -70,6 +77,8 @@ __all__ = [
     "LoginFailed",
     "LoginSucceeded",
     "NotConnectedError",
+    "OctoPrintClient",
+    "OctoPrintConfig",
     "OpenTransport",
     "OperationWarning",
     "ProtocolError",
@@ -88,6 +97,7 @@ __all__ = [
     "SessionState",
     "TextMessage",
     "ThrottleChanged",
+    "ThrottleSettings",
     "ThroughputWarning",
     "Trigger",
     "Usage",
