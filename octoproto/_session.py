@@ -190,6 +190,11 @@ class SessionEngine:
     # Outputs
 
     @property
+    def config(self) -> SessionConfig:
+        """The configuration this session was made with."""
+        return self._config
+
+    @property
     def state(self) -> SessionState:
         """The connection's current state."""
         return self._state
@@ -367,7 +372,7 @@ class SessionEngine:
         warnings. Optional: without it, only the byte counters move.
         """
         self._advance(now)
-        if operation not in ("send", "recv") or nbytes < 0 or not seconds >= 0:
+        if operation not in ("send", "recv") or nbytes < 0 or not 0 <= seconds < math.inf:
             raise LocalProtocolError(
                 f"io_completed({operation!r}, {nbytes!r}, {seconds!r}): expected 'send' or"
                 " 'recv', bytes >= 0 and seconds >= 0"
@@ -610,7 +615,8 @@ class SessionEngine:
                 if self._state is not SessionState.CLOSING:
                     self._on_websocket_message(event.data, now)
             elif isinstance(event, WsPing):
-                self._write(self._codec.pong(event.payload))
+                if self._state is not SessionState.CLOSING:  # nothing may follow our close
+                    self._write(self._codec.pong(event.payload))
             elif isinstance(event, WsClose):
                 self._receive_close(event, now)
             # A pong needs nothing: arriving at all re-armed the link timers.
@@ -634,7 +640,12 @@ class SessionEngine:
         """Send a close frame (when a WebSocket is open and a code is given) and close."""
         if not self._socket_active:
             return
-        if close_code is not None and self._codec is not None:
+        # In CLOSING our close frame is already out, and nothing may follow it.
+        if (
+            close_code is not None
+            and self._codec is not None
+            and self._state is not SessionState.CLOSING
+        ):
             self._write(self._codec.close(close_code, reason))
         self._socket_active = False
         self._commands.append(CloseTransport(Channel.SOCKET))
@@ -662,6 +673,9 @@ class SessionEngine:
         handshake: HandshakeResponse | None = None,
     ) -> None:
         """The connection ended without the user asking: report it and plan the next dial."""
+        if self._state is SessionState.CLOSING:
+            self._finish_closing(now)  # the user is leaving anyway: no reconnect
+            return
         was_open = self._state is SessionState.OPEN
         self._close_socket(None, "")
         self._clear_connection_timers()
