@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
@@ -24,7 +24,6 @@ from octoproto import (
     Event,
     OctoPrintClient,
     OpenTransport,
-    PushMessage,
     Secret,
     SendData,
     SessionState,
@@ -33,20 +32,20 @@ from octoproto import (
 from ._common import (
     DEFAULT_MAX_QUEUE,
     READ_SIZE,
+    BaseClient,
     EventBuffer,
+    deliver_events,
+    describe_error,
     octoprint_client,
-    run_handlers,
     tls_context,
 )
 
 __all__ = ["Client", "connect"]
 
-H = TypeVar("H", bound=Callable[[PushMessage], object])
-
 _TRANSPORT_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
 
 
-class Client:
+class Client(BaseClient):
     """A live OctoPrint push socket on trio. Get one from :func:`connect`."""
 
     def __init__(
@@ -56,8 +55,7 @@ class Client:
         ssl_context: ssl.SSLContext | None,
         max_queue: int,
     ) -> None:
-        #: The sans-I/O core this adapter drives (for state, usage, and anything not wrapped here).
-        self.core = core
+        super().__init__(core)
         self._nursery = nursery
         self._ssl_context = ssl_context
         self._streams: dict[Channel, trio.abc.Stream] = {}
@@ -68,31 +66,7 @@ class Client:
         self._room_in_buffer = trio.Event()
         self._closed = trio.Event()
 
-    # --- the user's surface ---------------------------------------------------
-
-    @property
-    def state(self) -> SessionState:
-        """The core's connection state."""
-        return self.core.state
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the session is up."""
-        return self.core.is_open
-
-    def on(self, message_type: str, handler: H | None = None) -> Any:
-        """Register a handler for ``message_type`` (or ``"*"``); also a decorator."""
-        return (
-            self.core.handlers.on(message_type, handler)
-            if handler
-            else self.core.handlers.on(message_type)
-        )
-
-    def off(
-        self, message_type: str, handler: Callable[[PushMessage], object] | None = None
-    ) -> None:
-        """Remove a handler (or all handlers of ``message_type``)."""
-        self.core.handlers.off(message_type, handler)
+    # --- the user's surface (core, state, is_open, on, off: see BaseClient) ----
 
     async def send_message(self, message_type: str, payload: object) -> None:
         """Send ``{message_type: payload}`` (validated; queued while disconnected)."""
@@ -131,16 +105,22 @@ class Client:
     async def __aiter__(self) -> AsyncIterator[Event]:
         """Every event, in order, until the session is closed for good."""
         self._buffer.active = True
-        while True:
-            event = self._buffer.pop()
-            if event is None:
-                if self._closed.is_set():
-                    return
-                await self._events_waiting.wait()
-                self._events_waiting = trio.Event()
-                continue
+        try:
+            while True:
+                event = self._buffer.pop()
+                if event is None:
+                    if self._closed.is_set():
+                        return
+                    await self._events_waiting.wait()
+                    self._events_waiting = trio.Event()
+                    continue
+                self._room_in_buffer.set()
+                yield event
+        finally:
+            # Also after a ``break``: an iterator that is gone must not leave
+            # the buffer full and reading paused.
+            self._buffer.stop()
             self._room_in_buffer.set()
-            yield event
 
     # --- the loop -------------------------------------------------------------
 
@@ -152,7 +132,10 @@ class Client:
         core.connect(trio.current_time())
         while True:
             await self._execute_commands()
-            self._deliver_events()
+            while self._deliver_events():
+                # Handlers may have called the core (a reply, a throttle
+                # change): carry that out now, not at the next input.
+                await self._execute_commands()
             if core.state is SessionState.CLOSED:
                 # Closed for good (no timers are left): tell disconnect() and
                 # the iterator, then sleep until the user reconnects.
@@ -184,7 +167,9 @@ class Client:
             await stream.send_all(command.data)
         except _TRANSPORT_ERRORS as exc:
             await self._close(command.channel)
-            self.core.transport_failed(_describe(exc), trio.current_time(), channel=command.channel)
+            self.core.transport_failed(
+                describe_error(exc), trio.current_time(), channel=command.channel
+            )
             return
         finished = trio.current_time()
         if command.channel is Channel.SOCKET:
@@ -198,12 +183,11 @@ class Client:
         if stream is not None:
             await trio.aclose_forcefully(stream)
 
-    def _deliver_events(self) -> None:
-        core = self.core
-        while (event := core.next_event()) is not None:
-            run_handlers(core, event, trio.current_time)
-            self._buffer.push(event)
-            self._events_waiting.set()
+    def _deliver_events(self) -> bool:
+        if not deliver_events(self.core, self._buffer, trio.current_time):
+            return False
+        self._events_waiting.set()
+        return True
 
     async def _transport(self, command: OpenTransport, scope: trio.CancelScope) -> None:
         channel = command.channel
@@ -219,7 +203,7 @@ class Client:
                 stream = await self._dial(command)
             except _TRANSPORT_ERRORS as exc:
                 if current():
-                    core.transport_failed(_describe(exc), trio.current_time(), channel=channel)
+                    core.transport_failed(describe_error(exc), trio.current_time(), channel=channel)
                     self._wake()
                 return
             if not current():
@@ -236,8 +220,15 @@ class Client:
                     data = await stream.receive_some(READ_SIZE)
                 except _TRANSPORT_ERRORS as exc:
                     if current():
-                        core.transport_failed(_describe(exc), trio.current_time(), channel=channel)
+                        # The core sends no CloseTransport after a failure:
+                        # let go of the broken stream here, or it stays open.
+                        del self._transport_scopes[channel]
+                        del self._streams[channel]
+                        core.transport_failed(
+                            describe_error(exc), trio.current_time(), channel=channel
+                        )
                         self._wake()
+                        await trio.aclose_forcefully(stream)
                     return
                 if not current():
                     return
@@ -256,10 +247,6 @@ class Client:
         return await trio.open_ssl_over_tcp_stream(
             command.host, command.port, ssl_context=context, https_compatible=True
         )
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 @asynccontextmanager

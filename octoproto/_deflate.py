@@ -109,6 +109,11 @@ class BoundedPerMessageDeflate(Extension):
             self._inflater = None
         return result
 
+    @property
+    def inflated_size(self) -> int:
+        """Bytes inflated so far for the current message (one past the limit once refused)."""
+        return self._inflated
+
     def _inflate(self, data: bytes) -> bytes | CloseReason:
         assert self._inflater is not None
         budget = self._max_message_size - self._inflated

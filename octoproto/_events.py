@@ -28,6 +28,8 @@ class HandshakeResponse:
     subprotocol: str | None = None
     #: The extensions in force (e.g. ``("permessage-deflate",)``).
     extensions: tuple[str, ...] = ()
+    #: The body of a refusal (e.g. a 403's explanation); empty for a 101.
+    body: bytes = b""
 
     def header(self, name: str) -> str | None:
         """The value of header ``name`` (case-insensitive); repeated fields are joined."""
@@ -63,11 +65,13 @@ class ConnectFailed(Event):
 
 @dataclass(frozen=True, slots=True)
 class Disconnected(Event):
-    """An established session ended.
+    """An established session ended, or the user's ``disconnect()`` took effect.
 
-    ``code`` is the WebSocket close code: the one from the server's close
-    frame, 1006 when the transport was lost without one, or the code the user
-    (or the core, for a protocol fault) closed with.
+    Every ``disconnect()`` call that finds the session not yet closed ends in
+    exactly one of these, whatever the state. ``code`` is the WebSocket close
+    code: the one from the server's close frame, 1006 when the transport was
+    lost without one, or the code the user (or the core, for a protocol fault)
+    closed with.
     """
 
     code: int

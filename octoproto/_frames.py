@@ -69,6 +69,7 @@ class WebSocketFault(Exception):
     """The server broke the WebSocket protocol; close with ``close_code``.
 
     ``size`` is set when the fault is an oversized message (close code 1009).
+    ``events`` are the complete events decoded before the fault, in order.
     """
 
     def __init__(self, close_code: int, detail: str, size: int | None = None) -> None:
@@ -76,6 +77,7 @@ class WebSocketFault(Exception):
         self.close_code = close_code
         self.detail = detail
         self.size = size
+        self.events: list[WsEvent] = []
 
 
 class FrameCodec(Protocol):
@@ -141,7 +143,11 @@ class WsprotoFrameCodec:
         self._size = 0
 
     def receive(self, data: bytes) -> list[WsEvent]:
-        """Decode ``data``; complete events in order, or a :class:`WebSocketFault`."""
+        """Decode ``data``; complete events in order, or a :class:`WebSocketFault`.
+
+        The fault carries the events decoded before it (``fault.events``), so
+        that how the bytes were cut into chunks never changes what is delivered.
+        """
         self._decoder.receive_bytes(data)
         events: list[WsEvent] = []
         try:
@@ -161,9 +167,23 @@ class WsprotoFrameCodec:
                     if message is not None:
                         events.append(message)
         except ParseFailed as exc:
-            size = self._size if exc.code == CLOSE_MESSAGE_TOO_BIG else None
-            raise WebSocketFault(int(exc.code), str(exc), size) from None
-        return events
+            if exc.code == CLOSE_MESSAGE_TOO_BIG:
+                # Only the bounded inflater refuses with 1009; it knows how far it got
+                # (wsproto's own text, "error in extension", would say nothing).
+                assert self._deflate is not None
+                fault = WebSocketFault(
+                    CLOSE_MESSAGE_TOO_BIG,
+                    "message exceeds max_message_size",
+                    self._deflate.inflated_size,
+                )
+            else:
+                fault = WebSocketFault(int(exc.code), str(exc))
+        except WebSocketFault as exc:
+            fault = exc
+        else:
+            return events
+        fault.events = events
+        raise fault
 
     def _collect(self, part: str | bytes, finished: bool) -> WsMessage | None:
         # wsproto hands over partial frames as bytes arrive, so the size is

@@ -19,7 +19,14 @@ from ._events import HandshakeResponse
 
 
 class HttpFault(Exception):
-    """The server's HTTP response was malformed, too large or cut short."""
+    """The server's HTTP response was malformed, too large or cut short.
+
+    ``size`` is set when it was too large: the bytes it had reached, past the limit.
+    """
+
+    def __init__(self, detail: str, size: int | None = None) -> None:
+        super().__init__(detail)
+        self.size = size
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +64,15 @@ class HttpResponse:
             headers=self.headers,
             subprotocol=subprotocol,
             extensions=extensions,
+            body=self.body,
         )
 
 
 class HttpExchange:
     """Send one request, parse one response.
 
-    ``upgrade=True`` is for the WebSocket handshake: a ``101`` ends the
-    exchange at once, handing over the trailing bytes.
+    A ``101`` (the WebSocket handshake's answer) ends the exchange at once,
+    handing over the bytes that followed it.
     """
 
     def __init__(
@@ -89,18 +97,21 @@ class HttpExchange:
         )
         self._head: h11.Response | None = None
         self._body = bytearray()
+        self._received = 0  # response bytes fed so far
 
     def receive_data(self, data: bytes) -> HttpResponse | None:
         """Feed response bytes; return the response once complete."""
-        self._h11.receive_data(data)
+        if data:  # h11 takes b"" for EOF; here that is receive_eof()'s job
+            self._received += len(data)
+            self._h11.receive_data(data)
         return self._drain()
 
     def receive_eof(self) -> HttpResponse:
         """The server closed: return the response if it is complete, else fail."""
         self._h11.receive_data(b"")
         response = self._drain()
-        if response is None:
-            raise HttpFault("the server closed the connection before the response was complete")
+        # After EOF h11 never asks for more data: _drain returned or raised.
+        assert response is not None
         return response
 
     def _drain(self) -> HttpResponse | None:
@@ -108,7 +119,15 @@ class HttpExchange:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
+                if exc.error_status_hint == 431:  # h11's bound on a head still incomplete
+                    raise self._too_large("head", self._received) from None
                 raise HttpFault(f"malformed HTTP response: {exc}") from None
+            if isinstance(event, h11.InformationalResponse | h11.Response):
+                # h11 bounds only a head still incomplete; one that came whole
+                # in a single chunk is measured here.
+                head_size = self._received - len(self._h11.trailing_data[0])
+                if head_size > self._max_response_size:
+                    raise self._too_large("head", head_size)
             if event is h11.NEED_DATA:
                 return None
             if event is h11.PAUSED:
@@ -125,11 +144,14 @@ class HttpExchange:
             elif isinstance(event, h11.Data):
                 self._body += event.data
                 if len(self._body) > self._max_response_size:
-                    raise HttpFault(f"HTTP response body exceeds {self._max_response_size} bytes")
+                    raise self._too_large("body", len(self._body))
             elif isinstance(event, h11.EndOfMessage):
                 return self._response()
             else:  # ConnectionClosed before the end of the message
                 raise HttpFault("the server closed the connection before the response was complete")
+
+    def _too_large(self, part: str, size: int) -> HttpFault:
+        return HttpFault(f"HTTP response {part} exceeds {self._max_response_size} bytes", size)
 
     def _response(self, trailing_data: bytes = b"") -> HttpResponse:
         head = self._head

@@ -164,7 +164,9 @@ class OctoPrintClient(SessionEngine):
         self._session: Secret | None = None
         self._login_blocked = False
         self._csrf_cookies: list[tuple[str, str]] | None = None
-        self._expect_history = True
+        # Whether the server holds this socket as authenticated: then a new
+        # auth brings no history to confirm it.
+        self._server_authenticated = False
 
     # ------------------------------------------------------------------
     # Public surface
@@ -211,7 +213,8 @@ class OctoPrintClient(SessionEngine):
         after every reconnect.
         """
         secret = as_secret(session)
-        assert secret is not None
+        if secret is None:
+            raise InvalidMessageError("auth: the session must be a non-empty str, got NoneType")
         encode_auth(user, secret.reveal())  # validate before keeping anything
         self._user, self._session = user, secret
         if self._socket_ready():
@@ -304,9 +307,9 @@ class OctoPrintClient(SessionEngine):
             self._protocol_error("sockjs", str(exc), now, CLOSE_PROTOCOL_ERROR)
             return
         if isinstance(frame, SockJSMessages):
+            # Nothing a message does ends the connection, so the whole batch
+            # is delivered.
             for value in frame.messages:
-                if self.state not in (SessionState.OPENING, SessionState.OPEN):
-                    return
                 self._receive_value(value, now)
         elif isinstance(frame, SockJSClose):
             self._close_socket(CLOSE_NORMAL, "")
@@ -317,9 +320,8 @@ class OctoPrintClient(SessionEngine):
 
     def _on_connection_lost(self, now: float) -> None:
         self._auth_state = AuthState.ANONYMOUS
+        self._server_authenticated = False
         self._csrf_cookies = None
-        self._clear_timer(_LOGIN_RETRY_TIMER)
-        self._clear_timer(_AUTH_GRACE_TIMER)
 
     def _on_timer(self, name: str, now: float) -> None:
         if name == _LOGIN_RETRY_TIMER:
@@ -329,6 +331,10 @@ class OctoPrintClient(SessionEngine):
 
     def _on_http_response(self, response: HttpResponse, now: float) -> None:
         if self._csrf_cookies is None and self._octo.username is not None:
+            if response.status_code != 200:
+                reason = f"GET /login answered {response.status_code}"
+                self._login_failed(response.status_code, reason, now, retry=True)
+                return
             self._csrf_cookies = _cookies(response)
             self._post_login(now)
             return
@@ -386,7 +392,6 @@ class OctoPrintClient(SessionEngine):
     def _on_reauth_required(self, payload: object, now: float) -> None:
         reason = payload.get("reason") if isinstance(payload, dict) else None
         reason = reason if isinstance(reason, str) else "unknown"
-        was_authenticated = self._auth_state is AuthState.AUTHENTICATED
         relogin = (
             reason in self._octo.relogin_reasons
             and self._octo.has_credentials
@@ -394,15 +399,31 @@ class OctoPrintClient(SessionEngine):
             and self._auth_state is not AuthState.LOGGING_IN
         )
         self._emit(ReauthRequired(reason, relogin))
+        if reason == "modified":
+            # OctoPrint keeps a modified user's socket authenticated: this
+            # refutes no auth, so a grace period under way runs on (clearing
+            # it would leave the auth unconfirmed for good).
+            if relogin:
+                self._clear_timer(_AUTH_GRACE_TIMER)
+                self._start_login(now)
+            return
         self._clear_timer(_AUTH_GRACE_TIMER)
-        # "modified" leaves the socket authenticated: a new auth then brings
-        # no history, so do not wait for one.
-        self._expect_history = not (was_authenticated and reason == "modified")
+        # Any other reason leaves the socket anonymous and the session dead:
+        # never send it again.
+        self._server_authenticated = False
+        self._user = self._session = None
         self._auth_state = AuthState.ANONYMOUS
         if relogin:
             self._start_login(now)
+        else:
+            # No login is coming: what the user queued goes out anonymously.
+            self._accept_user_messages()
 
     def _start_login(self, now: float) -> None:
+        # This login replaces a pending retry, and the auth it ends in is
+        # confirmed afresh (no grace period may fire in the middle of it).
+        self._clear_timer(_LOGIN_RETRY_TIMER)
+        self._clear_timer(_AUTH_GRACE_TIMER)
         self._auth_state = AuthState.LOGGING_IN
         self._cancel_http()
         if self._octo.username is not None:
@@ -468,6 +489,7 @@ class OctoPrintClient(SessionEngine):
         try:
             encode_auth(name, session)
         except LocalProtocolError:
+            self._login_blocked = True  # the same account would fail the same way again
             self._login_failed(
                 200, "the server's user name cannot authenticate a socket", now, retry=False
             )
@@ -489,11 +511,10 @@ class OctoPrintClient(SessionEngine):
         assert self._user is not None and self._session is not None
         self._write_message(encode_auth(self._user, self._session.reveal()))
         self._auth_state = AuthState.AUTHENTICATING
-        if not (self._expect_history and self._state_subscribed):
+        if self._server_authenticated or not self._state_subscribed:
             # No history will confirm it; a reauthRequired within the grace
             # period would refute it.
             self._set_timer(_AUTH_GRACE_TIMER, self._now + 1.0)
-        self._expect_history = True
 
     def _remember_subscription(self, subscription: Mapping[str, object]) -> str:
         self._subscription = encode_subscribe(subscription)
@@ -504,6 +525,7 @@ class OctoPrintClient(SessionEngine):
 
     def _authenticated(self) -> None:
         self._auth_state = AuthState.AUTHENTICATED
+        self._server_authenticated = True
         self._clear_timer(_AUTH_GRACE_TIMER)
         assert self._user is not None
         self._emit(Authenticated(self._user))

@@ -22,7 +22,7 @@ class WebSocketClient(SessionEngine):
     def __init__(self, config: SessionConfig) -> None:
         super().__init__(config)
 
-    def send(self, message: str | bytes, now: float) -> None:
+    def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary (``bytes``) message.
 
         While the link is down the message is queued (bounded) and sent after
@@ -31,7 +31,6 @@ class WebSocketClient(SessionEngine):
         :class:`~octoproto.NotConnectedError`) or, if the session gives up
         later, a :class:`~octoproto.SendFailed` event hands it back.
         """
-        self._advance(now)
         if not isinstance(message, (str, bytes, bytearray, memoryview)):
             raise LocalProtocolError(f"a message is str or bytes, not {type(message).__name__}")
         payload = message if isinstance(message, str) else bytes(message)

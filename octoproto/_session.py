@@ -244,9 +244,11 @@ class SessionEngine:
         if self._state in (SessionState.IDLE, SessionState.CLOSED):
             self.connect(now)
             return
+        if self._state is SessionState.OPEN:
+            self._emit(Disconnected(CLOSE_NORMAL, "reconnect() was called"))
+        elif self._state is SessionState.CLOSING:
+            self._emit(Disconnected(self._closing_code, self._closing_reason))
         self._close_socket(CLOSE_NORMAL, "reconnecting")
-        self._clear_connection_timers()
-        self._clear_timer(Timer.RECONNECT)
         self._connection_lost(now)
         self._attempt = 0
         self._dial(Trigger.RECONNECT, now)
@@ -271,17 +273,17 @@ class SessionEngine:
             return
         self._fail_queue("disconnect() was called")
         if self._state in (SessionState.OPENING, SessionState.OPEN):
+            # The session is over for the dialect at once (no login answer or
+            # dialect timer may write after our close frame); the transport
+            # lives on until the server answers the close.
+            self._end_session(now)
             assert self._codec is not None
             self._write(self._codec.close(code, reason))
             self._closing_code, self._closing_reason = code, reason
-            self._clear_connection_timers()
-            self._accepting_user_messages = False
             self._set_timer(Timer.CLOSE, now + self._config.close_timeout)
             self._move(Trigger.DISCONNECT)
             return
         self._close_socket(None, "")
-        self._clear_connection_timers()
-        self._clear_timer(Timer.RECONNECT)
         self._connection_lost(now)
         self._move(Trigger.DISCONNECT)
         self._emit(Disconnected(code, reason))
@@ -331,7 +333,8 @@ class SessionEngine:
                 self._on_http_failed(f"HTTP request failed: {reason}", now)
             return
         if self._socket_active:
-            self._socket_active = False  # nothing to close any more
+            # _lose() still issues CloseTransport, so an adapter releases a
+            # broken transport the same way as any other.
             self._lose(CLOSE_ABNORMAL, reason, now)
 
     def receive_data(self, data: bytes, now: float, *, channel: Channel = Channel.SOCKET) -> None:
@@ -515,7 +518,7 @@ class SessionEngine:
         all_headers = [("Host", self._address.host_header), ("Connection", "close"), *headers]
         self._http = HttpExchange(
             method,
-            self._address.target(path),
+            path,
             all_headers,
             body,
             max_response_size=self._config.max_http_response_size,
@@ -574,7 +577,7 @@ class SessionEngine:
         try:
             result = handshake.receive_data(data) if data is not None else handshake.receive_eof()
         except HttpFault as exc:
-            self._emit(ProtocolError("http", str(exc)))
+            self._report_http_fault(exc)
             self._close_socket(None, "")
             self._lose(CLOSE_ABNORMAL, str(exc), now)
             return
@@ -599,15 +602,13 @@ class SessionEngine:
         assert self._codec is not None
         if self._state is not SessionState.CLOSING:
             self._arm_link_timers(now)
+        fault: WebSocketFault | None = None
         try:
             events = self._codec.receive(data)
         except WebSocketFault as exc:
-            if exc.size is not None:
-                self._emit(
-                    LimitExceeded("max_message_size", exc.size, self._config.max_message_size)
-                )
-            self._protocol_error("websocket", exc.detail, now, exc.close_code)
-            return
+            # What came before the fault is delivered first: how the bytes were
+            # cut into chunks must not change what the user gets.
+            fault, events = exc, exc.events
         for event in events:
             if self._codec is None:
                 return  # an earlier event in this batch ended the connection
@@ -620,6 +621,12 @@ class SessionEngine:
             elif isinstance(event, WsClose):
                 self._receive_close(event, now)
             # A pong needs nothing: arriving at all re-armed the link timers.
+        if fault is not None and self._codec is not None:
+            if fault.size is not None:
+                self._emit(
+                    LimitExceeded("max_message_size", fault.size, self._config.max_message_size)
+                )
+            self._protocol_error("websocket", fault.detail, now, fault.close_code)
 
     def _receive_close(self, close: WsClose, now: float) -> None:
         if self._state is SessionState.CLOSING:
@@ -632,7 +639,7 @@ class SessionEngine:
     def _finish_closing(self, now: float) -> None:
         self._close_socket(None, "")
         self._clear_timer(Timer.CLOSE)
-        self._connection_lost(now)
+        self._drop_transport()
         self._move(Trigger.CLOSE_DONE)
         self._emit(Disconnected(self._closing_code, self._closing_reason))
 
@@ -652,16 +659,20 @@ class SessionEngine:
 
     def _connection_lost(self, now: float) -> None:
         """Forget everything that belonged to the connection that just ended."""
+        self._drop_transport()
+        self._end_session(now)
+
+    def _drop_transport(self) -> None:
         self._socket_active = False
         self._handshake = None
         self._codec = None
+
+    def _end_session(self, now: float) -> None:
+        """The session is over for the dialect: no timer, no HTTP request, no user sends."""
+        self._timers.clear()
         self._accepting_user_messages = False
         self._cancel_http()
         self._on_connection_lost(now)
-
-    def _clear_connection_timers(self) -> None:
-        for timer in (Timer.CONNECT, Timer.PING, Timer.DEAD_LINK, Timer.CLOSE):
-            self._clear_timer(timer)
 
     def _lose(
         self,
@@ -678,7 +689,6 @@ class SessionEngine:
             return
         was_open = self._state is SessionState.OPEN
         self._close_socket(None, "")
-        self._clear_connection_timers()
         self._connection_lost(now)
         if was_open:
             self._emit(Disconnected(code, reason))
@@ -741,6 +751,12 @@ class SessionEngine:
                 )
             )
 
+    def _report_http_fault(self, fault: HttpFault) -> None:
+        if fault.size is not None:
+            limit = self._config.max_http_response_size
+            self._emit(LimitExceeded("max_http_response_size", fault.size, limit))
+        self._emit(ProtocolError("http", str(fault)))
+
     def _receive_http(self, data: bytes | None, now: float) -> None:
         exchange = self._http
         if exchange is None or not self._http_active:
@@ -749,7 +765,7 @@ class SessionEngine:
             response = exchange.receive_data(data) if data is not None else exchange.receive_eof()
         except HttpFault as exc:
             self._http_done()
-            self._emit(ProtocolError("http", str(exc)))
+            self._report_http_fault(exc)
             self._on_http_failed(str(exc), now)
             return
         if response is not None:

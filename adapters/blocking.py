@@ -1,0 +1,765 @@
+"""The blocking adapter: a background thread, callbacks, and ``wait()``.
+
+``client = connect(url, ...)`` returns at once with the session's loop running
+on its own thread (python-socketio's ``Client``, Qore's ``WebSocketClient``);
+``with connect(url) as client:`` closes it on exit. The loop only moves bytes,
+time and events between sockets and the core: execute the core's commands,
+hand its events to handlers, the callback and :meth:`Client.events`, wait in
+:mod:`selectors` until a socket is ready, the core's deadline passes or another
+thread calls in, and feed the outcome back with ``time.monotonic()``. Every
+protocol decision (reconnects, timeouts, login, throttle) is the core's.
+
+Threads: every call into the core happens under one lock, with ``now`` read
+inside it (the core refuses time going backwards, and two threads' clock
+readings could otherwise arrive out of order). Handlers and the callback run
+on the loop thread *outside* the lock, so they may call the client, or wait
+for a thread that is calling it (a GUI's), without a deadlock. Other threads
+wake the loop through a socketpair.
+
+Sockets are non-blocking throughout: dialing is ``connect()`` plus a wait for
+writability, TLS is :meth:`ssl.SSLSocket.do_handshake` driven by readiness,
+and writes go to a per-socket buffer flushed as the socket accepts them, so no
+peer can stall the loop and its timers. Only name resolution, which the OS
+offers no non-blocking form of, runs on a short-lived helper thread (never for
+an IP address).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from octoproto import (
+    Channel,
+    CloseTransport,
+    Endpoint,
+    Event,
+    LocalProtocolError,
+    OctoPrintClient,
+    OpenTransport,
+    PushMessage,
+    Secret,
+    SendData,
+    SessionState,
+)
+
+from ._common import (
+    DEFAULT_MAX_QUEUE,
+    READ_SIZE,
+    BaseClient,
+    EventBuffer,
+    H,
+    describe_error,
+    octoprint_client,
+    run_handlers,
+    tls_context,
+)
+
+__all__ = ["Callback", "Client", "EventIterator", "connect"]
+
+#: The ``callback`` of :func:`connect`: each message, then ``None`` once closed for good.
+Callback = Callable[[PushMessage | None], object]
+
+_logger = logging.getLogger("octoproto.adapters.blocking")
+_clock = time.monotonic
+_R, _W = selectors.EVENT_READ, selectors.EVENT_WRITE
+#: Largest single write. It also keeps a TLS write retried after WANT_WRITE at
+#: least as long as the first try, which OpenSSL requires.
+_WRITE_CHUNK = 65536
+_names = itertools.count(1)
+_AddrInfo = tuple[Any, ...]
+
+
+class _Transport:
+    """One socket the core asked for, from dial to close; touched under the lock only."""
+
+    def __init__(self, command: OpenTransport) -> None:
+        self.command = command
+        self.channel = command.channel
+        self.sock: socket.socket | None = None
+        #: "resolving" -> "connecting" -> ("tls" ->) "open"
+        self.stage = "resolving"
+        self.resolved: list[_AddrInfo] | OSError | None = None
+        self.addresses: list[_AddrInfo] = []
+        self.error: OSError | None = None
+        self.mask = 0  # what the selector watches for this socket now
+        self.tls_wants = _R  # what the TLS handshake waits for
+        self.extra = 0  # readiness a TLS read or write asked for (renegotiation)
+        self.eof = False
+        self.outgoing = bytearray()
+        self.queued = self.written = 0
+        #: Each SendData not fully written yet: (end offset, size, started).
+        self.sends: deque[tuple[int, int, float]] = deque()
+
+
+class EventIterator:
+    """What :meth:`Client.events` returns: an iterator of events, buffered while it is open.
+
+    Also a context manager that closes it on exit.
+    """
+
+    def __init__(self, client: Client, timeout: float | None) -> None:
+        self._client: Client | None = client
+        self._timeout = timeout
+        client._count_iterators(+1)
+
+    def __iter__(self) -> EventIterator:
+        return self
+
+    def __next__(self) -> Event:
+        if self._client is None:
+            raise StopIteration
+        event = self._client._next_event(self._timeout)
+        if event is None:
+            self.close()
+            raise StopIteration
+        return event
+
+    def close(self) -> None:
+        """Stop buffering for this iterator (idempotent)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client._count_iterators(-1)
+
+    def __enter__(self) -> EventIterator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class Client(BaseClient):
+    """A live OctoPrint push socket on a background thread. Get one from :func:`connect`.
+
+    Every method is thread-safe. Handlers and the callback run on the loop
+    thread; there, :meth:`disconnect` and :meth:`close` only start closing
+    (they cannot wait for the thread they run on), and :meth:`wait` and
+    :meth:`events` raise :class:`~octoproto.LocalProtocolError`.
+    """
+
+    def __init__(
+        self,
+        core: OctoPrintClient,
+        ssl_context: ssl.SSLContext | None,
+        max_queue: int,
+        callback: Callback | None,
+    ) -> None:
+        self._buffer = EventBuffer(max_queue)  # first: it validates max_queue
+        # Call the core only through this client's methods: they hold the lock.
+        super().__init__(core)
+        self._ssl_context = ssl_context
+        self._callback = callback
+        self._lock = threading.RLock()  # re-entrant: the core's hooks may call back in
+        self._cond = threading.Condition(self._lock)
+        self._iterators = 0
+        # Events are kept from the start for the first events() call: the
+        # loop runs before the caller can ask for them, and in the usual
+        # "connect, then iterate" the first events would race the call. The
+        # buffer is dropped if it fills first (a handler-only client).
+        self._early = True
+        self._buffer.active = True
+        self._transports: dict[Channel, _Transport] = {}
+        self._resolvers: list[threading.Thread] = []
+        self._closed = False  # closed for good, as the loop last saw it
+        self._generation = 0  # bumped by reconnect(): which close "closed" is about
+        self._reported = -1  # the last generation whose close the callback heard of
+        self._stop_at: float | None = None
+        self._finished = False
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, wake_w = socket.socketpair()
+        self._wake_w: socket.socket | None = wake_w
+        self._wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        self._selector.register(self._wake_r, _R)
+        self._thread = threading.Thread(
+            target=self._run, name=f"octoproto-blocking-{next(_names)}", daemon=False
+        )
+
+    # --- the user's surface ---------------------------------------------------
+
+    # ``state`` and ``is_open`` (from BaseClient) are single reads: no lock.
+    # Handler registration takes it, so that two threads' ``on``/``off`` cannot
+    # interleave; dispatch reads the registry outside it (handlers must run
+    # unlocked), which is safe since the registry copies its lists first.
+
+    def on(self, message_type: str, handler: H | None = None) -> Any:
+        """Register a handler for ``message_type`` (or ``"*"``); also a decorator.
+
+        Handlers run on the loop thread, one message at a time.
+        """
+        with self._lock:
+            if handler is not None:
+                return self.core.handlers.on(message_type, handler)
+            self.core.handlers.on(message_type)  # refuses a bad name now, not at decoration
+
+        def register(function: H) -> H:
+            with self._lock:
+                self.core.handlers.on(message_type, function)
+            return function
+
+        return register
+
+    def off(
+        self, message_type: str, handler: Callable[[PushMessage], object] | None = None
+    ) -> None:
+        """Remove a handler (or all handlers of ``message_type``)."""
+        with self._lock:
+            self.core.handlers.off(message_type, handler)
+
+    def send_message(self, message_type: str, payload: object) -> None:
+        """Send ``{message_type: payload}`` (validated; queued while disconnected)."""
+        with self._lock:
+            self.core.send_message(message_type, payload)
+            self._wake()
+
+    def send_auth(self, user: str, session: str | Secret) -> None:
+        """Authenticate the socket with a session from ``POST /api/login``."""
+        with self._lock:
+            self.core.send_auth(user, session)
+            self._wake()
+
+    def subscribe(self, subscription: dict[str, object]) -> None:
+        """Replace the subscription (kept for reconnects)."""
+        with self._lock:
+            self.core.subscribe(subscription)
+            self._wake()
+
+    def set_throttle(self, factor: int) -> None:
+        """Set the throttle factor (kept for reconnects)."""
+        with self._lock:
+            self.core.set_throttle(factor)
+            self._wake()
+
+    def reconnect(self) -> None:
+        """Drop the connection and dial again at once (also after a close for good)."""
+        with self._lock:
+            if self._finished or self._stop_at is not None:
+                raise LocalProtocolError("this client is closed; connect() a new one")
+            self._generation += 1
+            self._closed = False
+            self.core.reconnect(_clock())
+            self._wake()
+
+    def disconnect(self, code: int | None = None, reason: str = "") -> None:
+        """Close for good and wait until the close handshake is over.
+
+        The wait is bounded by ``close_timeout + 1`` seconds (the core itself
+        gives up after ``close_timeout``). The client stays usable:
+        :meth:`reconnect` dials again.
+        """
+        with self._lock:
+            if self.core.state not in (SessionState.CLOSED, SessionState.IDLE):
+                self.core.disconnect(_clock(), code=code, reason=reason)
+                self._wake()
+        if not self._on_loop_thread():
+            self.wait(self.core.config.close_timeout + 1.0)
+
+    def close(self) -> None:
+        """Disconnect and stop the loop thread, leaving no thread or socket behind.
+
+        The loop stops once the session is closed, or ``close_timeout + 1``
+        seconds from now at the latest; this call then joins it (except on
+        the loop thread itself, where it returns at once). Idempotent.
+        """
+        with self._lock:
+            if not self._finished:
+                if self.core.state not in (SessionState.CLOSED, SessionState.IDLE):
+                    self.core.disconnect(_clock())
+                if self._stop_at is None:
+                    self._stop_at = _clock() + self.core.config.close_timeout + 1.0
+                self._wake()
+        if not self._on_loop_thread() and self._thread.ident is not None:
+            self._thread.join()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the session is closed for good; return whether it is.
+
+        Closed for good: :meth:`disconnect` or :meth:`close` was called, or
+        the core gave up reconnecting. ``timeout`` is in seconds.
+        """
+        self._refuse_on_loop_thread("wait()")
+        with self._cond:
+            return self._cond.wait_for(lambda: self._closed, timeout)
+
+    def events(self, timeout: float | None = None) -> EventIterator:
+        """Every event, in order, until the session is closed for good.
+
+        The first call also gets the events from :func:`connect` on, unless
+        ``max_queue`` of them piled up before it (then, as for later calls,
+        buffering starts with the call). Buffering stops when the last
+        iterator ends, is closed (``close()``, or leaving ``with
+        client.events() as events:``) or is collected, as after a ``break``:
+        a handler-only user does not pay for it. While ``max_queue`` events
+        wait, reading from the socket pauses: nothing is dropped.
+        ``timeout`` bounds the wait for each next event in seconds; when it
+        passes, :class:`TimeoutError` is raised and the iterator stays usable.
+        """
+        self._refuse_on_loop_thread("events()")
+        return EventIterator(self, timeout)
+
+    def _next_event(self, timeout: float | None) -> Event | None:
+        """The next buffered event, waiting for it; ``None`` once closed for good."""
+        with self._cond:
+            deadline = None if timeout is None else _clock() + timeout
+            was_full = self._buffer.full
+            while (event := self._buffer.pop()) is None:
+                if self._closed:
+                    return None
+                remaining = None if deadline is None else deadline - _clock()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"no event within {timeout} s")
+                self._cond.wait(remaining)
+                was_full = self._buffer.full
+            if was_full:
+                self._wake()  # room again: the loop may read once more
+            return event
+
+    def _count_iterators(self, change: int) -> None:
+        with self._lock:
+            self._iterators += change
+            self._early = False
+            self._buffer.active = self._iterators > 0
+            if not self._iterators:
+                self._buffer.stop()
+                self._wake()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- helpers for every thread ---------------------------------------------
+
+    def _wake(self) -> None:
+        # Called under the lock, which is also held when the socketpair is
+        # closed: a closed (and perhaps reused) descriptor is never written.
+        if self._wake_w is not None:
+            # A full pipe means the loop is awake anyway.
+            with contextlib.suppress(BlockingIOError):
+                self._wake_w.send(b"\0")
+
+    def _on_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def _refuse_on_loop_thread(self, what: str) -> None:
+        if self._on_loop_thread():
+            raise LocalProtocolError(f"{what} would wait for the loop thread it is called on")
+
+    def _start(self) -> None:
+        with self._lock:
+            self.core.connect(_clock())
+        try:
+            self._thread.start()
+        except BaseException:
+            self._shutdown()
+            raise
+
+    # --- the loop (the loop thread only) --------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._step():
+                pass
+        except Exception:
+            _logger.exception("the loop failed; closing the session")
+        finally:
+            self._shutdown()
+
+    def _step(self) -> bool:
+        """One turn: commands, events, one wait for I/O or time. False: stop."""
+        with self._lock:
+            self._execute_commands()
+            self._resume_dials()
+            events = self._drain_events()
+            closed = self.core.state is SessionState.CLOSED
+            generation = self._generation
+            stop = self._stop_at is not None and (closed or _clock() >= self._stop_at)
+        self._deliver(events)
+        if closed:
+            self._report_closed(generation)
+        if stop:
+            return False
+        if events:
+            # Handlers may have moved the core without waking the loop (their
+            # timing changes the throttle): take another turn before waiting.
+            return True
+        with self._lock:
+            timeout, ready = self._watch()
+        for key, _mask in self._selector.select(timeout):
+            if key.data is None:
+                self._drain_wakeups()
+            elif key.data not in ready:
+                ready.append(key.data)
+        for transport in ready:
+            self._service(transport)
+        with self._lock:
+            self.core.handle_timer(_clock())
+        return True
+
+    def _drain_events(self) -> list[Event]:
+        events = []
+        while (event := self.core.next_event()) is not None:
+            events.append(event)
+        return events
+
+    def _deliver(self, events: list[Event]) -> None:
+        for event in events:
+            run_handlers(self.core, event, _clock, lock=self._lock)
+            with self._cond:
+                self._buffer.push(event)
+                if self._early and self._buffer.full:
+                    self._early = False
+                    self._buffer.stop()  # no iterator came: never pause reading for none
+                self._cond.notify_all()
+            if isinstance(event, PushMessage):
+                self._call_back(event)
+
+    def _report_closed(self, generation: int) -> None:
+        # The callback hears of each close once, before wait() returns.
+        with self._lock:
+            first = self._reported != generation
+            self._reported = generation
+        if first:
+            self._call_back(None)
+        with self._cond:
+            if generation == self._generation:  # unless reconnect() came first
+                self._closed = True
+                self._cond.notify_all()
+
+    def _call_back(self, message: PushMessage | None) -> None:
+        if self._callback is None:
+            return
+        try:
+            self._callback(message)
+        except Exception:
+            # The message itself is not logged: it may hold secrets.
+            name = getattr(self._callback, "__qualname__", type(self._callback).__qualname__)
+            _logger.exception("callback %s raised", name)
+
+    def _drain_wakeups(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_r.recv(4096):
+                pass
+
+    def _watch(self) -> tuple[float | None, list[_Transport]]:
+        """Point the selector at what each socket waits for; return the wait and what is ready."""
+        ready = []
+        for transport in self._transports.values():
+            if transport.sock is None:
+                continue
+            reading = self._reading(transport)
+            if transport.stage == "connecting":
+                wanted = _W
+            elif transport.stage == "tls":
+                wanted = transport.tls_wants
+            else:
+                wanted = (_R if reading else 0) | (_W if transport.outgoing else 0)
+                wanted |= transport.extra
+                # Decrypted bytes waiting inside the SSL object never make
+                # the socket readable: serve them without waiting.
+                sock = transport.sock
+                if reading and isinstance(sock, ssl.SSLSocket) and sock.pending():
+                    ready.append(transport)
+            if wanted != transport.mask:
+                if not transport.mask:
+                    self._selector.register(transport.sock, wanted, transport)
+                elif not wanted:
+                    self._selector.unregister(transport.sock)
+                else:
+                    self._selector.modify(transport.sock, wanted, transport)
+                transport.mask = wanted
+        deadline = self.core.get_timer()
+        if self._stop_at is not None:
+            deadline = self._stop_at if deadline is None else min(deadline, self._stop_at)
+        if ready:
+            return 0.0, ready
+        return (None if deadline is None else max(0.0, deadline - _clock())), ready
+
+    def _reading(self, transport: _Transport) -> bool:
+        # A full event buffer pauses the push socket: backpressure, not loss.
+        full = transport.channel is Channel.SOCKET and self._buffer.full
+        return not transport.eof and not full
+
+    # --- commands and transports (under the lock) -----------------------------
+
+    def _execute_commands(self) -> None:
+        while (command := self.core.next_command()) is not None:
+            if isinstance(command, OpenTransport):
+                self._open(command)
+            elif isinstance(command, SendData):
+                transport = self._transports.get(command.channel)
+                if transport is not None:  # else the core has let go of it
+                    self._send(transport, command.data)
+            elif isinstance(command, CloseTransport):
+                self._discard(command.channel)
+
+    def _open(self, command: OpenTransport) -> None:
+        self._discard(command.channel)  # a transport replaced is stale
+        transport = _Transport(command)
+        self._transports[command.channel] = transport
+        try:
+            transport.resolved = socket.getaddrinfo(
+                command.host, command.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+            )
+        except UnicodeError as exc:  # a host IDNA cannot encode: a failed dial, not a crash
+            transport.resolved = OSError(describe_error(exc))
+        except socket.gaierror:
+            # A name: resolving may take seconds and cannot be done without
+            # blocking, so a helper thread does it (joined when the loop ends).
+            self._resolvers = [thread for thread in self._resolvers if thread.is_alive()]
+            resolver = threading.Thread(
+                target=self._resolve, args=(transport,), name=f"{self._thread.name}-resolver"
+            )
+            self._resolvers.append(resolver)
+            resolver.start()
+
+    def _resolve(self, transport: _Transport) -> None:
+        command = transport.command
+        result: list[_AddrInfo] | OSError
+        try:
+            result = list(socket.getaddrinfo(command.host, command.port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            result = exc
+        except UnicodeError as exc:
+            result = OSError(describe_error(exc))
+        with self._lock:
+            transport.resolved = result
+            self._wake()
+
+    def _resume_dials(self) -> None:
+        for transport in list(self._transports.values()):
+            if transport.stage == "resolving" and transport.resolved is not None:
+                if isinstance(transport.resolved, OSError):
+                    self._fail(transport, transport.resolved)
+                    continue
+                transport.addresses = list(transport.resolved)
+                transport.stage = "connecting"
+                self._guarded(transport, self._connect_next)
+
+    def _connect_next(self, transport: _Transport) -> None:
+        """Dial the next address without blocking; fail when none is left."""
+        while transport.addresses:
+            family, kind, proto, _name, address = transport.addresses.pop(0)
+            sock: socket.socket | None = None
+            try:
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                sock.connect(address)
+            except (BlockingIOError, InterruptedError):
+                transport.sock = sock  # in progress: writable once done
+                return
+            except OSError as exc:  # refused, unreachable, no IPv6 ...: try the next
+                transport.error = exc
+                if sock is not None:
+                    sock.close()
+                continue
+            transport.sock = sock
+            self._connected(transport)
+            return
+        raise transport.error or OSError(f"no address for {transport.command.host}")
+
+    def _connected(self, transport: _Transport) -> None:
+        sock = transport.sock
+        assert sock is not None
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Small frames should leave at once (trio's default too).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        context = tls_context(transport.command, self._ssl_context)
+        if context is None:
+            self._opened(transport)
+            return
+        # wrap_socket detaches the plain socket: the selector must forget it first.
+        self._unwatch(transport)
+        transport.sock = context.wrap_socket(
+            sock, server_hostname=transport.command.server_hostname, do_handshake_on_connect=False
+        )
+        transport.stage = "tls"
+        self._handshake(transport)
+
+    def _handshake(self, transport: _Transport) -> None:
+        assert isinstance(transport.sock, ssl.SSLSocket)
+        try:
+            transport.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            transport.tls_wants = _R
+            return
+        except ssl.SSLWantWriteError:
+            transport.tls_wants = _W
+            return
+        self._opened(transport)
+
+    def _opened(self, transport: _Transport) -> None:
+        transport.stage = "open"
+        self.core.transport_opened(_clock(), channel=transport.channel)
+
+    def _service(self, transport: _Transport) -> None:
+        """Move a socket on after the selector found it ready."""
+        with self._lock:
+            # Execute first what other threads made the core ask for: after a
+            # CloseTransport nothing from that socket may reach the core (a
+            # reconnect() would otherwise take old bytes for the new socket's).
+            self._execute_commands()
+            if self._transports.get(transport.channel) is transport:
+                self._guarded(transport, self._advance)
+
+    def _advance(self, transport: _Transport) -> None:
+        sock = transport.sock
+        assert sock is not None
+        if transport.stage == "connecting":
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if not error:
+                self._connected(transport)
+                return
+            transport.error = OSError(error, os.strerror(error))
+            self._unwatch(transport)
+            sock.close()
+            transport.sock = None
+            self._connect_next(transport)
+        elif transport.stage == "tls":
+            self._handshake(transport)
+        elif transport.stage == "open":
+            transport.extra = 0
+            self._flush(transport)
+            if self._transports.get(transport.channel) is transport and self._reading(transport):
+                self._read(transport)
+
+    def _read(self, transport: _Transport) -> None:
+        assert transport.sock is not None
+        try:
+            data = transport.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            return
+        except ssl.SSLWantWriteError:
+            transport.extra |= _W
+            return
+        if data:
+            self.core.receive_data(data, _clock(), channel=transport.channel)
+        else:
+            transport.eof = True  # stop watching: a closed socket is always readable
+            self.core.receive_eof(_clock(), channel=transport.channel)
+
+    def _send(self, transport: _Transport, data: bytes) -> None:
+        transport.outgoing += data
+        transport.queued += len(data)
+        transport.sends.append((transport.queued, len(data), _clock()))
+        self._guarded(transport, self._flush)
+
+    def _flush(self, transport: _Transport) -> None:
+        """Write what the socket takes now; report each SendData once it is all out."""
+        sock = transport.sock
+        if transport.stage != "open" or sock is None:
+            return
+        while transport.outgoing:
+            try:
+                sent = sock.send(transport.outgoing[:_WRITE_CHUNK])
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+                return
+            except ssl.SSLWantReadError:
+                transport.extra |= _R
+                return
+            del transport.outgoing[:sent]
+            transport.written += sent
+            while transport.sends and transport.sends[0][0] <= transport.written:
+                _end, size, started = transport.sends.popleft()
+                if transport.channel is Channel.SOCKET:
+                    now = _clock()
+                    self.core.io_completed("send", size, now - started, now)
+
+    def _guarded(self, transport: _Transport, step: Callable[[_Transport], None]) -> None:
+        try:
+            step(transport)
+        except OSError as exc:  # ssl.SSLError and certificate errors included
+            self._fail(transport, exc)
+
+    def _fail(self, transport: _Transport, exc: OSError) -> None:
+        # The core sends no CloseTransport for a failed transport: close it here.
+        if self._transports.get(transport.channel) is transport:
+            self._discard(transport.channel)
+            self.core.transport_failed(describe_error(exc), _clock(), channel=transport.channel)
+
+    def _discard(self, channel: Channel) -> None:
+        transport = self._transports.pop(channel, None)
+        if transport is not None and transport.sock is not None:
+            self._unwatch(transport)
+            transport.sock.close()
+            transport.sock = None
+
+    def _unwatch(self, transport: _Transport) -> None:
+        if transport.mask:
+            assert transport.sock is not None
+            self._selector.unregister(transport.sock)
+            transport.mask = 0
+
+    def _shutdown(self) -> None:
+        """Close every socket, tell the last events, wait for helpers (any thread, once)."""
+        with self._lock:
+            for channel in list(self._transports):
+                self._discard(channel)
+            self._finished = True
+            self._selector.close()
+            self._wake_r.close()
+            if self._wake_w is not None:
+                self._wake_w.close()
+                self._wake_w = None
+            events = self._drain_events()
+            generation = self._generation
+        self._deliver(events)
+        for resolver in self._resolvers:
+            resolver.join()  # a lookup cannot be cancelled, only waited for
+        self._report_closed(generation)
+
+
+def connect(
+    url: str,
+    *,
+    api_key: str | Secret | None = None,
+    username: str | None = None,
+    password: str | Secret | None = None,
+    endpoint: Endpoint | str = Endpoint.SOCKJS,
+    ssl_context: ssl.SSLContext | None = None,
+    callback: Callback | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    **options: Any,
+) -> Client:
+    """Connect to OctoPrint's push socket at ``url`` and keep connected, on a background thread.
+
+    ``options`` are :class:`~octoproto.OctoPrintConfig` fields
+    (``throttle``, ``subscription``, ``reconnect``, ``connect_timeout`` ...).
+    Returns at once with the loop thread started. Progress arrives as events
+    (``for event in client.events()``), messages go to handlers
+    (``client.on("current", handler)``) and to ``callback``, which is called
+    on the loop thread with each :class:`~octoproto.PushMessage` and with
+    ``None`` once each time the session is closed for good (Qore's message
+    callback); an exception it raises is logged on
+    ``octoproto.adapters.blocking`` and the loop goes on. ``ssl_context``
+    replaces the verifying default for ``https``/``wss`` URLs.
+
+    The thread is not a daemon: call :meth:`Client.close`, or use
+    ``with connect(url) as client:``, which closes on exit.
+    """
+    core = octoprint_client(
+        url, api_key=api_key, username=username, password=password, endpoint=endpoint, **options
+    )
+    client = Client(core, ssl_context, max_queue, callback)
+    client._start()
+    return client
