@@ -185,6 +185,9 @@ class SessionEngine:
         self._http_active = False
         # Usage counters, kept as plain ints: they move on every chunk.
         self._bytes_sent = self._bytes_recv = self._us_sent = self._us_recv = 0
+        # The received transfer under way: when its first byte came, and how many.
+        self._transfer_started_at: float | None = None
+        self._transfer_bytes = 0
 
     # ------------------------------------------------------------------
     # Outputs
@@ -369,22 +372,26 @@ class SessionEngine:
             self._lose(CLOSE_ABNORMAL, "the server closed the connection", now)
 
     def io_completed(self, operation: str, nbytes: int, seconds: float, now: float) -> None:
-        """The adapter reports how long a ``"send"`` or ``"recv"`` of ``nbytes`` took.
+        """The adapter reports how long writing one ``SendData`` of ``nbytes`` took.
 
-        Feeds ``us_sent``/``us_recv`` and the operation and throughput
-        warnings. Optional: without it, only the byte counters move.
+        ``operation`` is ``"send"``. Feeds ``us_sent`` and the operation and
+        throughput warnings; optional (without it only the byte counters
+        move). Receiving needs no report: the core times each received
+        message itself, from the input that brought its first byte to the
+        one that completed it.
         """
         self._advance(now)
-        if operation not in ("send", "recv") or nbytes < 0 or not 0 <= seconds < math.inf:
+        if operation != "send" or nbytes < 0 or not 0 <= seconds < math.inf:
             raise LocalProtocolError(
-                f"io_completed({operation!r}, {nbytes!r}, {seconds!r}): expected 'send' or"
-                " 'recv', bytes >= 0 and seconds >= 0"
+                f"io_completed({operation!r}, {nbytes!r}, {seconds!r}): expected 'send',"
+                " bytes >= 0 and seconds >= 0"
             )
+        self._us_sent += round(seconds * 1e6)
+        self._check_transfer(operation, nbytes, seconds)
+
+    def _check_transfer(self, operation: str, nbytes: int, seconds: float) -> None:
+        """Qore's operation and throughput warnings for one transfer."""
         micros = round(seconds * 1e6)
-        if operation == "send":
-            self._us_sent += micros
-        else:
-            self._us_recv += micros
         self._check_operation(operation, seconds)
         config = self._config
         if (
@@ -603,12 +610,23 @@ class SessionEngine:
         if self._state is not SessionState.CLOSING:
             self._arm_link_timers(now)
         fault: WebSocketFault | None = None
+        if self._transfer_started_at is None:
+            self._transfer_started_at = now
+        self._transfer_bytes += len(data)
         try:
             events = self._codec.receive(data)
         except WebSocketFault as exc:
             # What came before the fault is delivered first: how the bytes were
             # cut into chunks must not change what the user gets.
             fault, events = exc, exc.events
+        if any(isinstance(event, WsMessage) for event in events):
+            # A message is complete: that transfer took from the input that
+            # brought its first byte to this one. (A message that starts in
+            # this chunk and ends later is timed from the next chunk on.)
+            seconds = now - self._transfer_started_at
+            self._us_recv += round(seconds * 1e6)
+            self._check_transfer("recv", self._transfer_bytes, seconds)
+            self._transfer_started_at, self._transfer_bytes = None, 0
         for event in events:
             if self._codec is None:
                 return  # an earlier event in this batch ended the connection
@@ -663,6 +681,7 @@ class SessionEngine:
         self._end_session(now)
 
     def _drop_transport(self) -> None:
+        self._transfer_started_at, self._transfer_bytes = None, 0
         self._socket_active = False
         self._handshake = None
         self._codec = None

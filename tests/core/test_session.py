@@ -1280,15 +1280,16 @@ def test_close_codes_that_may_be_sent(code: int) -> None:
     ("args"),
     [
         ("write", 1, 0.1),
+        ("recv", 1, 0.1),  # receiving is timed by the core itself
         ("send", -1, 0.1),
-        ("recv", 1, -0.1),
-        ("recv", 1, math.nan),
+        ("send", 1, -0.1),
+        ("send", 1, math.nan),
         ("send", 1, math.inf),
     ],
 )
 def test_io_completed_refuses_bad_arguments(args: tuple[str, int, float]) -> None:
     h = opened()
-    with pytest.raises(LocalProtocolError, match=r"io_completed\(.*expected 'send' or 'recv'"):
+    with pytest.raises(LocalProtocolError, match=r"io_completed\(.*expected 'send',"):
         h.client.io_completed(*args, h.now)
     assert h.client.usage.us_sent == h.client.usage.us_recv == 0
 
@@ -1341,11 +1342,10 @@ def test_io_completed_fills_the_microsecond_counters() -> None:
     h = opened()
     h.client.io_completed("send", 100, 0.0015, h.now)
     h.client.io_completed("send", 100, 0.25, h.now)
-    h.client.io_completed("recv", 0, 0.000_000_4, h.now)
-    h.client.io_completed("recv", 10, 2, h.now)
+    receive_in_two_halves(h, 2048, seconds=2.0)
     usage = h.client.usage
     assert (usage.us_sent, usage.us_recv) == (251_500, 2_000_000)
-    assert h.events() == []  # warnings are off by default
+    assert h.events() == [BinaryMessage(bytes(2048))]  # warnings are off by default
     h.client.clear_stats()
     assert h.client.usage == Usage()
 
@@ -1383,27 +1383,51 @@ def test_operation_warnings_for_connect_and_handshake() -> None:
     ]
 
 
+def binary_frame(size: int) -> bytes:
+    """An unmasked, final binary frame of ``size`` zero bytes, as a server sends it."""
+    assert 126 <= size < 1 << 16
+    return bytes([0x82, 126]) + size.to_bytes(2, "big") + bytes(size)
+
+
+def receive_in_two_halves(h: Harness[WebSocketClient], size: int, seconds: float) -> None:
+    """One binary message whose second half arrives ``seconds`` after its first."""
+    frame = binary_frame(size)
+    h.client.receive_data(frame[: len(frame) // 2], h.now)
+    h.now += seconds
+    h.client.receive_data(frame[len(frame) // 2 :], h.now)
+
+
+def test_a_message_is_timed_from_its_first_chunk_to_its_last() -> None:
+    h = opened()
+    receive_in_two_halves(h, 1000, seconds=0.75)
+    h.client.receive_data(binary_frame(200) + binary_frame(300), h.now)  # one chunk: 0 s
+    assert h.client.usage.us_recv == 750_000
+    assert [type(e) for e in h.events()] == [BinaryMessage] * 3
+
+
 def test_operation_warnings_for_send_and_recv() -> None:
     h = opened(warning_ms=1000, warning_arg=7)
     h.client.io_completed("send", 10, 0.999, h.now)
     h.client.io_completed("send", 10, 1.0, h.now)
-    h.client.io_completed("recv", 10, 2.5, h.now)
+    receive_in_two_halves(h, 200, seconds=2.5)
     assert h.events() == [
         OperationWarning("send", 1_000_000, 1000, 7),
         OperationWarning("recv", 2_500_000, 1000, 7),
+        BinaryMessage(bytes(200)),
     ]
 
 
 def test_throughput_warnings() -> None:
     h = opened(warning_bs=1000, min_ms=500, warning_arg="arg")
     client = h.client
-    client.io_completed("recv", 1024, 2.0, h.now)  # 512 B/s over 2 s: warn
+    receive_in_two_halves(h, 1020, seconds=2.0)  # a 1024-byte frame at 512 B/s: warn
     client.io_completed("send", 1023, 2.0, h.now)  # under 1 KiB: never counts
     client.io_completed("send", 2048, 0.499, h.now)  # too short to count
     client.io_completed("send", 2048, 0.5, h.now)  # 4096 B/s: fast enough
     client.io_completed("send", 1000 * 2, 2.0, h.now)  # exactly the threshold: warn
     assert h.events() == [
         ThroughputWarning("recv", 1024, 2_000_000, 512.0, 1000, "arg"),
+        BinaryMessage(bytes(1020)),
         ThroughputWarning("send", 2000, 2_000_000, 1000.0, 1000, "arg"),
     ]
 
