@@ -1015,8 +1015,9 @@ class ServerConnection:
             self.drop(now)  # the client never answered our close frame
             return
         if self._heartbeat_due is not None and self._heartbeat_due <= now:
-            # A fixed timer, whatever the traffic; stopped heartbeats just skip.
-            if self._server._heartbeats:
+            # A fixed timer, whatever the traffic; stopped heartbeats just skip,
+            # and so does a socket that is closing (its close may still be queued).
+            if self._server._heartbeats and self._open_socket() is not None:
                 self._out += self._text("h")
             self._heartbeat_due += self._config.heartbeat_interval
             if self._heartbeat_due <= now:  # we were called late: no burst of catch-up beats

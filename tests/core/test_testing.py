@@ -422,6 +422,16 @@ def test_heartbeats_on_a_fixed_timer_and_their_faults() -> None:
     assert types(ws.read()).count("h") == 1
 
 
+def test_no_heartbeat_after_the_client_closed() -> None:
+    # The close is echoed, but the echo is not taken before a beat falls due.
+    server = make(heartbeat_interval=5.0)
+    ws = Ws(server)
+    ws.conn.receive_data(ws.ws.send(CloseConnection(code=1000)), 1.0)
+    run_to(server, 5.0)  # used to raise: a text frame on a closed websocket
+    assert ws.read() == [] and ws.closes == [1000]
+    assert ws.conn.closed
+
+
 def test_default_heartbeat_is_every_25_seconds() -> None:
     server = make()
     ws = Ws(server)
