@@ -422,6 +422,9 @@ def test_server_restart_reconnects_and_logs_in_anew(adapter: Facade, simulator: 
 
 
 def test_stale_session_logs_in_again(adapter: Facade, simulator: Simulator) -> None:
+    # The simulator sends `history` again after the new auth, which confirms it.
+    # The real OctoPrint does not (the socket stays registered): see
+    # tests/integration/test_octoprint_real.py, test_relogin_after_a_stale_session_is_confirmed.
     sim = simulator()
     start(adapter, sim)
     adapter.events_until(is_event(Authenticated), SOON)

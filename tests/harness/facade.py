@@ -11,7 +11,12 @@ fixture (:mod:`harness.fixtures`) hands each test a fresh one per adapter:
   run's token; asyncio: ``run_coroutine_threadsafe``) and waited for,
   bounded.
 * **blocking**: the adapter is used as it is: ``connect(...)``,
-  ``client.events(timeout)`` read on the test's thread, ``client.wait()``.
+  ``client.events()``, ``client.wait()``, every method called on the test's
+  thread; a reader thread of the facade iterates ``client.events()``.
+
+Each event is stamped with ``time.monotonic()`` where it comes out of the
+adapter's iterator (on the loop or reader thread), so intervals measured
+from :attr:`Facade.log` do not depend on when the test reads them.
 
 Leaving (:meth:`Facade.close`, :meth:`Facade.cancel`) is what a user does:
 trio/asyncio leave the ``async with`` block (normally, by an error, or by a
@@ -59,8 +64,6 @@ START_TIMEOUT = 5.0
 CALL_TIMEOUT = 10.0
 #: Seconds for leaving the block and joining the loop thread.
 STOP_TIMEOUT = 10.0
-#: Seconds the blocking facade waits for one event before looking at the clock.
-_POLL = 0.05
 
 T = TypeVar("T")
 Handler = Callable[[PushMessage], object]
@@ -134,20 +137,19 @@ class Facade:
     def __init__(self) -> None:
         self.started = False
         self.stopped = False
-        #: Every event the facade took from the iterator: (monotonic time, event).
+        #: Every event read so far: (monotonic time it left the adapter's iterator, event).
         self.log: list[tuple[float, Event]] = []
         #: What leaving the block raised (or ``None``), once stopped.
         self.outcome: BaseException | None = None
+        # (arrival time, event), or (time, None) where an iteration ended.
+        self._queue: queue.SimpleQueue[tuple[float, Event | None]] = queue.SimpleQueue()
+        self._end_read: float | None = None  # an end drain() took off the queue
 
     # --- what each adapter implements ---------------------------------------
 
     def start(
         self, url: str, *, handlers: Iterable[tuple[str, Handler]] = (), **options: Any
     ) -> None:
-        raise NotImplementedError
-
-    def _next(self, timeout: float) -> Event | None:
-        """The next event; ``None`` when the iteration ended; TimeoutError."""
         raise NotImplementedError
 
     @property
@@ -278,10 +280,35 @@ class Facade:
             seen.append(event)
         return seen
 
+    def drain(self) -> list[Event]:
+        """Every event received so far and not read yet, without waiting."""
+        seen: list[Event] = []
+        while True:
+            try:
+                stamp, event = self._queue.get_nowait()
+            except queue.Empty:
+                return seen
+            if event is None:
+                self._end_read = stamp  # for the next reader
+                return seen
+            self.log.append((stamp, event))
+            seen.append(event)
+
+    def _put(self, event: Event | None) -> None:
+        """From the thread that iterates: an event, or ``None`` for the iteration's end."""
+        self._queue.put((time.monotonic(), event))
+
     def _take(self, timeout: float) -> Event | None:
-        event = self._next(timeout)
+        """The next event; ``None`` where an iteration ended; TimeoutError."""
+        if self._end_read is not None:
+            self._end_read = None
+            return None
+        try:
+            stamp, event = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError from None
         if event is not None:
-            self.log.append((time.monotonic(), event))
+            self.log.append((stamp, event))
         return event
 
 
@@ -298,7 +325,6 @@ class _LoopFacade(Facade):
     def __init__(self) -> None:
         super().__init__()
         self._client: Any = None
-        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         self._ready = threading.Event()
         #: Set when an iteration ends (cleared when reconnect() starts another).
         self._ended = threading.Event()
@@ -346,15 +372,6 @@ class _LoopFacade(Facade):
 
     def _run_loop(self, url: str, handlers: list[tuple[str, Handler]], options: Any) -> None:
         raise NotImplementedError
-
-    def _put(self, event: Event | None) -> None:
-        self._queue.put(event)
-
-    def _next(self, timeout: float) -> Event | None:
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError from None
 
     def _join(self) -> None:
         assert self._thread is not None
@@ -610,14 +627,15 @@ class AsyncioFacade(_LoopFacade):
 
 
 class BlockingFacade(Facade):
-    """The blocking adapter as it is; the iterator is read on the test's thread."""
+    """The blocking adapter as it is; a reader thread iterates ``client.events()``."""
 
     name = "blocking"
 
     def __init__(self) -> None:
         super().__init__()
         self._client: blocking_adapter.Client | None = None
-        self._events: blocking_adapter.EventIterator | None = None
+        self._reader: threading.Thread | None = None
+        self._ended = threading.Event()
 
     @property
     def client(self) -> blocking_adapter.Client:
@@ -639,19 +657,19 @@ class BlockingFacade(Facade):
         for message_type, handler in handlers:
             self._client.on(message_type, handler)
         # The first events() call gets every event from connect() on.
-        self._events = self._client.events(timeout=_POLL)
+        self._read(self._client.events())
 
-    def _next(self, timeout: float) -> Event | None:
-        deadline = time.monotonic() + timeout
-        while self._events is not None:
-            try:
-                return next(self._events)
-            except TimeoutError:
-                if time.monotonic() >= deadline:
-                    raise
-            except StopIteration:
-                self._events = None
-        return None
+    def _read(self, events: blocking_adapter.EventIterator) -> None:
+        def read() -> None:
+            with events:
+                for event in events:
+                    self._put(event)
+            self._ended.set()
+            self._put(_END)
+
+        self._ended.clear()
+        self._reader = threading.Thread(target=read, name="facade-blocking-reader", daemon=True)
+        self._reader.start()
 
     def on(self, message_type: str, handler: Handler) -> None:
         self.client.on(message_type, handler)
@@ -672,10 +690,16 @@ class BlockingFacade(Facade):
         self.client.set_throttle(factor)
 
     def reconnect(self) -> None:
-        if self._events is None:
-            # Iterate before dialing, so that nothing in between is missed.
-            self._events = self.client.events(timeout=_POLL)
+        if not self._ended.is_set():
+            self.client.reconnect()
+            return
+        assert self._reader is not None
+        self._reader.join(STOP_TIMEOUT)
+        # Iterate before dialing, so that nothing in between is missed; read
+        # after, or the new iterator would find the session still closed.
+        events = self.client.events()
         self.client.reconnect()
+        self._read(events)
 
     def disconnect(self, code: int | None = None, reason: str = "") -> None:
         self.client.disconnect(code, reason)
@@ -692,9 +716,10 @@ class BlockingFacade(Facade):
         else:  # as ``with connect(...) as client: raise error`` does
             self.client.__exit__(type(error), error, error.__traceback__)
             self.outcome = error
-        if self._events is not None:
-            self._events.close()
-            self._events = None
+        if self._reader is not None:  # its iterator ends once the session is closed
+            self._reader.join(STOP_TIMEOUT)
+            if self._reader.is_alive():
+                raise AssertionError(f"[{self.name}] the reader did not end in {STOP_TIMEOUT} s")
         return self.outcome
 
     def cancel(self) -> BaseException | None:
@@ -709,6 +734,7 @@ class BlockingFacade(Facade):
         if not self.started or self._client is None:
             return
         assert self.stopped, f"[{self.name}] still running"
+        assert self._reader is None or not self._reader.is_alive()
         assert self._client.state in (SessionState.CLOSED, SessionState.IDLE)
         assert self._client.wait(0), f"[{self.name}] not closed for good"
 

@@ -19,7 +19,14 @@ import pytest
 
 from harness.facade import ADAPTERS, Facade, make_facade
 
-__all__ = ["adapter", "client_sockets", "facade_for", "nothing_left_running", "open_fds"]
+__all__ = [
+    "adapter",
+    "all_adapters",
+    "client_sockets",
+    "facade_for",
+    "nothing_left_running",
+    "open_fds",
+]
 
 
 def open_fds() -> dict[int, str]:
@@ -84,6 +91,30 @@ def adapter(request: pytest.FixtureRequest, nothing_left_running: None) -> Itera
     then checks threads and file descriptors.
     """
     yield from facade_for(request.param)
+
+
+@pytest.fixture
+def all_adapters(nothing_left_running: None) -> Iterator[dict[str, Facade]]:
+    """One unstarted facade per adapter, all at once: ``{"trio": ..., "asyncio": ..., ...}``.
+
+    For tests that mostly wait on a server (a throttled stream, a restart):
+    the three adapters wait together, each still checked on its own.
+    Teardown closes every one, then checks each as ``adapter`` does.
+    """
+    facades = {name: make_facade(name) for name in ADAPTERS}
+    try:
+        yield facades
+    finally:
+        errors = []
+        for facade in facades.values():
+            try:
+                facade.close()
+            except BaseException as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+    for facade in facades.values():
+        facade.assert_stopped()
 
 
 def facade_for(name: str) -> Iterator[Facade]:

@@ -15,7 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness.fixtures import adapter, all_adapters, nothing_left_running
 from servers.octoprint_server import OctoPrintServer, free_port, install, start, stop
+
+# The adapter suite's facade fixtures, so these tests run once per adapter too.
+__all__ = ["adapter", "all_adapters", "nothing_left_running", "octoprint_server"]
 
 _HERE = Path(__file__).resolve().parent
 _SKIP_REASON = "OCTOPROTO_SKIP_REAL_SERVERS=1: real-server integration tests skipped"
