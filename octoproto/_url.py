@@ -49,12 +49,14 @@ def parse_server_url(url: str) -> ServerAddress:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
-        raise LocalProtocolError(f"invalid URL {url!r}: {exc}") from None
+        raise LocalProtocolError(f"invalid URL {_redacted(url)!r}: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
-        raise LocalProtocolError(f"invalid URL {url!r}: the scheme must be ws, wss, http or https")
+        raise LocalProtocolError(
+            f"invalid URL {_redacted(url)!r}: the scheme must be ws, wss, http or https"
+        )
     if not parts.hostname:
-        raise LocalProtocolError(f"invalid URL {url!r}: no host")
+        raise LocalProtocolError(f"invalid URL {_redacted(url)!r}: no host")
     if parts.username is not None or parts.password is not None:
         # Credentials in a URL end up in logs and shell history: refuse them
         # and point at the config fields meant for them.
@@ -70,3 +72,14 @@ def parse_server_url(url: str) -> ServerAddress:
         path=parts.path or "/",
         query=parts.query,
     )
+
+
+def _redacted(url: str) -> str:
+    """``url`` fit for an error message: any ``user:password@`` part hidden."""
+    scheme, separator, rest = url.strip().partition("://")
+    if not separator:
+        scheme, rest = "", scheme
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{separator}{authority}{slash}{path}"

@@ -77,3 +77,19 @@ def test_bad_urls_raise(url: object, message: str) -> None:
     with pytest.raises(LocalProtocolError) as info:
         parse_server_url(url)  # type: ignore[arg-type]
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://user:s3cret@host/x",
+        "ws://user:s3cret@host:notaport/",
+        "http://user:s3cret@",
+        "user:s3cret@host",
+    ],
+)
+def test_errors_never_show_credentials(url: str) -> None:
+    with pytest.raises(LocalProtocolError) as caught:
+        parse_server_url(url)
+    assert "s3cret" not in str(caught.value)
+    assert "***@" in str(caught.value) or "@" not in str(caught.value)
