@@ -1,21 +1,38 @@
-"""What the three adapters share: configuration, handler dispatch, TLS, the event buffer.
+"""What the three adapters share: configuration, the client's plumbing, transports, events.
 
 None of this is protocol logic (that is all in the core) and none of it does
 I/O; it is the glue every adapter would otherwise write three times. What
 differs between adapters (how to wait, how to dial, how to cancel) stays in
 each adapter.
+
+Two rules hold in every adapter, because they are written once, here:
+
+* **Commands are taken at once.** Right after every call into the core, from
+  any task or thread, :meth:`Transports.take` moves the core's commands to
+  the adapter's own queue, and a transport the core closed stops being
+  *current* there and then. Every transport input goes through
+  :meth:`BaseClient._report`, which feeds the core only for the current
+  transport. So a reader that wakes between a ``reconnect()`` and the loop
+  carrying out its ``CloseTransport`` + ``OpenTransport`` cannot hand the old
+  socket's bytes to the core, which would take them for the new one's.
+  The loop then carries the queue out in order (sends, closes, opens).
+* **One event buffer** (:class:`EventBuffer`) for iterators, with one rule
+  for buffering, dropping and backpressure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 from collections import deque
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from octoproto import (
+    Channel,
+    CloseTransport,
+    Command,
     Endpoint,
     Event,
     OctoPrintClient,
@@ -32,6 +49,7 @@ READ_SIZE = 65536
 DEFAULT_MAX_QUEUE = 1024
 
 H = TypeVar("H", bound=Callable[[PushMessage], object])
+R = TypeVar("R")
 
 
 def octoprint_client(
@@ -59,51 +77,9 @@ def octoprint_client(
     return OctoPrintClient(config)
 
 
-def run_handlers(
-    core: OctoPrintClient,
-    event: Event,
-    clock: Callable[[], float],
-    *,
-    lock: AbstractContextManager[object] | None = None,
-) -> None:
-    """Run the user's handlers for a push message and report their time to the throttle.
-
-    Handler errors are logged by the registry and do not stop the others.
-    With ``lock`` (a threaded adapter's core lock), the handlers run outside
-    it, so they may call the client or wait for a thread that does, and only
-    the report is made under it, with ``now`` read inside: another thread
-    may have fed the core a later time meanwhile, and time must not go back.
-    """
-    if not isinstance(event, PushMessage):
-        return
-    started = clock()
-    core.handlers.dispatch(event.type, event)
-    finished = clock()
-    if lock is None:
-        core.message_processed(finished - started, finished)
-        return
-    with lock:
-        core.message_processed(finished - started, clock())
-
-
 def describe_error(exc: BaseException) -> str:
     """A transport error as the reason given to the core: ``"Type: message"``."""
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def deliver_events(core: OctoPrintClient, buffer: EventBuffer, clock: Callable[[], float]) -> bool:
-    """Hand every event the core has to the handlers and to ``buffer``, in order.
-
-    Returns whether there was any: handlers may have called the core (a
-    reply, a throttle change), so the adapter must then execute commands
-    again before it sleeps.
-    """
-    delivered = False
-    while (event := core.next_event()) is not None:
-        run_handlers(core, event, clock)
-        buffer.push(event)
-        delivered = True
-    return delivered
 
 
 def tls_context(
@@ -118,16 +94,177 @@ def tls_context(
     return user_context if user_context is not None else ssl.create_default_context()
 
 
-class BaseClient:
-    """The part of every adapter's ``Client`` that needs no I/O: the core, its state, handlers.
+class Transport:
+    """One transport the core asked for, from its ``OpenTransport`` to its close.
 
-    The methods that send or wait differ per adapter (``async`` or not, how
-    the loop is woken), so each adapter's ``Client`` adds them.
+    Each adapter subclasses it with what its I/O needs (a stream, a task, a
+    socket). The record's identity is what :meth:`Transports.is_current`
+    compares.
     """
 
-    def __init__(self, core: OctoPrintClient) -> None:
+    def __init__(self, command: OpenTransport) -> None:
+        self.command = command
+        self.channel = command.channel
+
+
+T = TypeVar("T", bound=Transport)
+
+
+class Transports(Generic[T]):
+    """The core's transports as the adapter sees them, kept in step with its commands.
+
+    :meth:`take` is called right after every call into the core. Each
+    command becomes an entry ``(command, transport)`` of the adapter's queue,
+    bound to the transport it is about *when the core issued it*:
+
+    * ``OpenTransport`` makes a new record (``make``), current at once;
+    * ``SendData`` goes to the channel's current transport;
+    * ``CloseTransport`` makes the channel's transport no longer current at
+      once; it is carried out after the sends queued before it (a close
+      frame still goes out).
+
+    Every transport that stops being current has a ``CloseTransport`` queued
+    for it, so an adapter that carries out the queue releases every one.
+    """
+
+    def __init__(self, core: OctoPrintClient, make: Callable[[OpenTransport], T]) -> None:
+        self._core = core
+        self._make = make
+        self._current: dict[Channel, T] = {}
+        self._queue: deque[tuple[Command, T]] = deque()
+
+    def take(self) -> None:
+        """Move every command the core has to the queue (no I/O, never blocks)."""
+        while (command := self._core.next_command()) is not None:
+            channel = command.channel
+            if isinstance(command, OpenTransport):
+                # The core closes a transport before it opens the next one on
+                # the same channel; retiring here too means no path leaks one.
+                self._retire(channel)
+                transport = self._current[channel] = self._make(command)
+                self._queue.append((command, transport))
+            elif isinstance(command, CloseTransport):
+                self._retire(channel)
+            elif (current := self._current.get(channel)) is not None:
+                self._queue.append((command, current))
+
+    def _retire(self, channel: Channel) -> None:
+        transport = self._current.pop(channel, None)
+        if transport is not None:
+            self._queue.append((CloseTransport(channel), transport))
+
+    def next(self) -> tuple[Command, T] | None:
+        """The oldest command not carried out yet, with its transport, or ``None``."""
+        return self._queue.popleft() if self._queue else None
+
+    @property
+    def pending(self) -> bool:
+        """Whether commands wait to be carried out."""
+        return bool(self._queue)
+
+    def is_current(self, transport: T) -> bool:
+        """Whether the core still counts ``transport`` as its transport on that channel."""
+        return self._current.get(transport.channel) is transport
+
+    def current(self) -> list[T]:
+        """The transports the core counts on now."""
+        return list(self._current.values())
+
+    def retire_all(self) -> None:
+        """Queue a close for every current transport (an adapter's own shutdown)."""
+        for channel in list(self._current):
+            self._retire(channel)
+
+
+class EventBuffer:
+    """Events waiting for the user's iterators, bounded: one rule for every adapter.
+
+    * Buffering starts with the client (at ``connect()``), so an iterator
+      started a moment later, or after an early failure, still gets every
+      event from the first one on.
+    * While no iterator has ever started, at most ``max_queue`` events are
+      kept: when that many pile up, they are dropped and buffering stops
+      until an iterator starts (a handler-only user never pays for it).
+      Handlers see every event whatever the buffer does.
+    * While an iterator is active, nothing is dropped: :attr:`full` is true
+      once ``max_queue`` events wait, and the adapter then stops reading the
+      push socket until the user catches up (the kernel's buffers and the
+      server's throttle take the pressure).
+    * When the last iterator ends (:meth:`stop`), buffering stops and what
+      is left is dropped; the next iterator gets the events from its start.
+
+    Iterators share the buffer: each event goes to one of them.
+    """
+
+    def __init__(self, max_queue: int) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
+        self.max_queue = max_queue
+        self._buffering = True
+        self._iterators = 0
+        self._events: deque[Event] = deque()
+
+    def start(self) -> None:
+        """An iterator starts: buffer (again) from now on."""
+        self._iterators += 1
+        self._buffering = True
+
+    def stop(self) -> None:
+        """An iterator ends; after the last one, stop buffering and drop what none will read.
+
+        Otherwise a user who leaves the loop early (``break``) and goes on
+        with handlers alone would fill the buffer and pause reading for good.
+        """
+        self._iterators -= 1
+        if not self._iterators:
+            self._buffering = False
+            self._events.clear()
+
+    def push(self, event: Event) -> None:
+        """Keep ``event`` for an iterator, under the rule above."""
+        if not self._buffering:
+            return
+        self._events.append(event)
+        if not self._iterators and len(self._events) >= self.max_queue:
+            self._buffering = False  # no iterator came: never pause reading for none
+            self._events.clear()
+
+    def pop(self) -> Event | None:
+        """The oldest waiting event, or ``None``."""
+        return self._events.popleft() if self._events else None
+
+    @property
+    def full(self) -> bool:
+        """Whether reading should pause: an iterator is active and ``max_queue`` events wait."""
+        return bool(self._iterators) and len(self._events) >= self.max_queue
+
+
+class BaseClient(Generic[T]):
+    """The part of every adapter's ``Client`` that needs no I/O: the core, its state, handlers.
+
+    It also holds the plumbing every call into the core goes through
+    (:meth:`_call`, :meth:`_feed`, :meth:`_report`): under the adapter's lock
+    if it has one (the blocking adapter's), each is followed by
+    :meth:`Transports.take` and :meth:`_wake`. The methods that send or wait
+    differ per adapter (``async`` or not), so each adapter's ``Client`` adds
+    them.
+    """
+
+    def __init__(
+        self,
+        core: OctoPrintClient,
+        *,
+        clock: Callable[[], float],
+        make_transport: Callable[[OpenTransport], T],
+        max_queue: int,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self._buffer = EventBuffer(max_queue)  # first: it validates max_queue
         #: The sans-I/O core this adapter drives (for state, usage, and anything not wrapped here).
         self.core = core
+        self._clock = clock
+        self._lock: contextlib.AbstractContextManager[Any] = lock or contextlib.nullcontext()
+        self._transports = Transports(core, make_transport)
 
     @property
     def state(self) -> SessionState:
@@ -143,59 +280,99 @@ class BaseClient:
         """Register a handler for ``message_type`` (or ``"*"``); also a decorator.
 
         Handlers are plain functions called with each :class:`~octoproto.PushMessage`
-        by the adapter (on its loop or its thread); how long they take drives
-        the throttle.
+        by the adapter (on its loop or its thread), one message at a time;
+        how long they take drives the throttle.
         """
-        return (
-            self.core.handlers.on(message_type, handler)
-            if handler
-            else self.core.handlers.on(message_type)
-        )
+        with self._lock:
+            if handler is not None:
+                return self.core.handlers.on(message_type, handler)
+            self.core.handlers.on(message_type)  # refuses a bad name now, not at decoration
+
+        def register(function: H) -> H:
+            self.on(message_type, function)
+            return function
+
+        return register
 
     def off(
         self, message_type: str, handler: Callable[[PushMessage], object] | None = None
     ) -> None:
         """Remove a handler (or all handlers of ``message_type``)."""
-        self.core.handlers.off(message_type, handler)
+        with self._lock:
+            self.core.handlers.off(message_type, handler)
 
+    # --- every call into the core goes through these -------------------------
 
-class EventBuffer:
-    """Events waiting for the user's iterator, bounded.
+    def _wake(self) -> None:
+        """Make the loop take another turn (the adapter's own way)."""
+        raise NotImplementedError
 
-    Buffering starts when iteration starts (a handler-only user never pays
-    for it) and ends with :meth:`stop` when the iterator does. When
-    ``max_queue`` events wait, :attr:`full` is true and the adapter stops
-    reading from the socket until the user catches up: the kernel's buffers
-    and the server's throttle take the pressure, and no event is dropped.
-    """
+    def _call(self, method: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Call the core, then take its commands and wake the loop."""
+        with self._lock:
+            result = method(*args, **kwargs)
+            self._transports.take()
+            self._wake()
+        return result
 
-    def __init__(self, max_queue: int) -> None:
-        if max_queue < 1:
-            raise ValueError("max_queue must be >= 1")
-        self.max_queue = max_queue
-        self.active = False
-        self.closed = False
-        self._events: deque[Event] = deque()
+    def _feed(self, method: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """:meth:`_call` with ``now=``, read inside the lock.
 
-    def push(self, event: Event) -> None:
-        """Keep ``event`` for the iterator, if one is active."""
-        if self.active:
-            self._events.append(event)
-
-    def pop(self) -> Event | None:
-        """The oldest waiting event, or ``None``."""
-        return self._events.popleft() if self._events else None
-
-    @property
-    def full(self) -> bool:
-        """Whether reading should pause."""
-        return len(self._events) >= self.max_queue
-
-    def stop(self) -> None:
-        """No iterator is left: stop buffering and drop what none will read.
-
-        Otherwise a user who leaves the loop early (``break``) and goes on
-        with handlers alone would fill the buffer and pause reading for good.
+        Another thread may have fed the core a later time meanwhile, and the
+        core refuses time going backwards.
         """
-        self.active = False
-        self._events.clear()
+        with self._lock:
+            return self._call(method, *args, now=self._clock(), **kwargs)
+
+    def _report(self, transport: T, method: Callable[..., object], *args: Any) -> bool:
+        """Feed a transport input (``transport_opened``, ``receive_data`` ...) about ``transport``.
+
+        Only while it is the current transport on its channel: after the core
+        closed it, nothing more about it may reach the core. Returns whether
+        it was fed.
+        """
+        with self._lock:
+            if not self._transports.is_current(transport):
+                return False
+            self._feed(method, *args, channel=transport.channel)
+            return True
+
+    def _fail(self, transport: T, exc: BaseException) -> bool:
+        """Report that ``transport`` could not be opened or broke."""
+        return self._report(transport, self.core.transport_failed, describe_error(exc))
+
+    def _disconnect(self, code: int | None = None, reason: str = "") -> bool:
+        """Start closing for good, if there is anything to close; return whether there was."""
+        with self._lock:
+            if self.core.state in (SessionState.CLOSED, SessionState.IDLE):
+                return False
+            self._feed(self.core.disconnect, code=code, reason=reason)
+            return True
+
+    def _next_events(self) -> list[Event]:
+        """Every event the core has for the user, in order."""
+        with self._lock:
+            return list(iter(self.core.next_event, None))
+
+    def _abandon(self) -> None:
+        """The client is leaving and its transports are gone (or going): tell the core.
+
+        After a graceful disconnect this does nothing. Otherwise (the loop was
+        cancelled or crashed, or the close bound passed) the core hears of
+        the disconnect and of each transport's end, and so ends closed.
+        """
+        self._disconnect()
+        for transport in self._transports.current():
+            self._report(transport, self.core.transport_failed, "the client is leaving")
+
+    def _run_handlers(self, event: Event) -> None:
+        """Run the user's handlers for a push message and report their time to the throttle.
+
+        Handler errors are logged by the registry and do not stop the others.
+        The handlers run outside the adapter's lock, so they may call the
+        client, or wait for a thread that does; only the report takes it.
+        """
+        if isinstance(event, PushMessage):
+            started = self._clock()
+            self.core.handlers.dispatch(event.type, event)
+            self._feed(self.core.message_processed, self._clock() - started)

@@ -1,11 +1,9 @@
 """The asyncio adapter: ``async with connect(url, ...) as client``.
 
-The same surface and behaviour as the trio adapter, on asyncio streams. The
-adapter only moves bytes, time and events between asyncio and the core: one
-task runs the loop (execute the core's commands, hand its events to handlers
-and to ``async for``, sleep until input or the core's deadline), and one task
-per open transport dials and reads. Every protocol decision (reconnects,
-timeouts, login, throttle) is the core's.
+The same surface and behaviour as the trio adapter, on asyncio streams: the
+loop task and the task per transport are the same code (``_async.py``); what
+is asyncio's own is here. Every protocol decision (reconnects, timeouts,
+login, throttle) is the core's.
 
 asyncio has no nursery, so the adapter keeps the same promises by hand:
 
@@ -29,33 +27,12 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from octoproto import (
-    Channel,
-    CloseTransport,
-    Endpoint,
-    Event,
-    OctoPrintClient,
-    OpenTransport,
-    Secret,
-    SendData,
-    SessionState,
-)
+from octoproto import Endpoint, OctoPrintClient, OpenTransport, Secret
 
-from ._common import (
-    DEFAULT_MAX_QUEUE,
-    READ_SIZE,
-    BaseClient,
-    EventBuffer,
-    deliver_events,
-    describe_error,
-    octoprint_client,
-    tls_context,
-)
+from ._async import AsyncClient
+from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, Transport, octoprint_client, tls_context
 
 __all__ = ["Client", "connect"]
-
-# ssl.SSLError is an OSError; named for the reader.
-_TRANSPORT_ERRORS = (OSError, ssl.SSLError)
 
 # RFC 8305's "Connection Attempt Delay", which trio's open_tcp_stream uses
 # too: a dead first address (often IPv6) costs 0.25 s, not a connect timeout.
@@ -68,117 +45,40 @@ _HAPPY_EYEBALLS_DELAY = 0.25
 _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
-class _Transport:
-    """One transport the core asked for: the task that dials and reads it, and its writer.
+class _Transport(Transport):
+    """A transport's streams and the task that dials and reads them."""
 
-    The record's identity is what the stale-transport guard compares: the
-    core's current transport on a channel is the one in ``Client._transports``.
-    """
-
-    def __init__(self, client: Client, command: OpenTransport) -> None:
+    def __init__(self, command: OpenTransport) -> None:
+        super().__init__(command)
+        self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
-        self.task = client._spawn(client._transport(command, self))
+        self.task: asyncio.Task[None] | None = None
 
 
-class Client(BaseClient):
+class Client(AsyncClient[_Transport]):
     """A live OctoPrint push socket on asyncio. Get one from :func:`connect`."""
+
+    # ssl.SSLError is an OSError; named for the reader.
+    _errors = (OSError, ssl.SSLError)
 
     def __init__(
         self, core: OctoPrintClient, ssl_context: ssl.SSLContext | None, max_queue: int
     ) -> None:
-        super().__init__(core)
         self._loop = asyncio.get_running_loop()
         self._ssl_context = ssl_context
-        self._buffer = EventBuffer(max_queue)
-        self._transports: dict[Channel, _Transport] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # The task running the ``async with`` block, cancelled if one of ours crashes.
         self._host = asyncio.current_task()
         self._exiting = False
         self._failure: Exception | None = None
-        self._wakeup = asyncio.Event()
-        self._events_waiting = asyncio.Event()
-        self._room_in_buffer = asyncio.Event()
-        self._closed = asyncio.Event()
+        super().__init__(
+            core,
+            clock=self._loop.time,
+            make_transport=_Transport,
+            max_queue=max_queue,
+            flag=asyncio.Event,
+        )
         self._runner = self._spawn(self._run())
-
-    # --- the user's surface (core, state, is_open, on, off: see BaseClient) ----
-
-    async def send_message(self, message_type: str, payload: object) -> None:
-        """Send ``{message_type: payload}`` (validated; queued while disconnected)."""
-        self.core.send_message(message_type, payload)
-        self._wake()
-
-    async def send_auth(self, user: str, session: str | Secret) -> None:
-        """Authenticate the socket with a session from ``POST /api/login``."""
-        self.core.send_auth(user, session)
-        self._wake()
-
-    async def subscribe(self, subscription: dict[str, object]) -> None:
-        """Replace the subscription (kept for reconnects)."""
-        self.core.subscribe(subscription)
-        self._wake()
-
-    async def set_throttle(self, factor: int) -> None:
-        """Set the throttle factor (kept for reconnects)."""
-        self.core.set_throttle(factor)
-        self._wake()
-
-    async def reconnect(self) -> None:
-        """Drop the connection and dial again at once."""
-        self._closed.clear()
-        self.core.reconnect(self._loop.time())
-        self._wake()
-
-    async def disconnect(self, code: int | None = None, reason: str = "") -> None:
-        """Close for good and wait until the close handshake is over."""
-        if self.core.state not in (SessionState.CLOSED, SessionState.IDLE):
-            self.core.disconnect(self._loop.time(), code=code, reason=reason)
-            self._wake()
-            await self._closed.wait()
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        """Every event, in order, until the session is closed for good."""
-        self._buffer.active = True
-        try:
-            while True:
-                event = self._buffer.pop()
-                if event is None:
-                    if self._closed.is_set():
-                        return
-                    # Nothing can be pushed between pop() and clear(): no await.
-                    self._events_waiting.clear()
-                    await self._events_waiting.wait()
-                    continue
-                self._room_in_buffer.set()
-                yield event
-        finally:
-            # Also after a ``break``: an iterator that is gone must not leave
-            # the buffer full and reading paused.
-            self._buffer.stop()
-            self._room_in_buffer.set()
-
-    # --- the loop -------------------------------------------------------------
-
-    def _wake(self) -> None:
-        self._wakeup.set()
-
-    async def _run(self) -> None:
-        core, loop = self.core, self._loop
-        core.connect(loop.time())
-        while True:
-            await self._execute_commands()
-            while self._deliver_events():
-                # Handlers may have called the core (a reply, a throttle
-                # change): carry that out now, not at the next input.
-                await self._execute_commands()
-            if core.state is SessionState.CLOSED:
-                # Closed for good (no timers are left): tell disconnect() and
-                # the iterator, then sleep until the user reconnects.
-                self._closed.set()
-                self._events_waiting.set()
-            await self._sleep_until(core.get_timer())
-            core.handle_timer(loop.time())
 
     async def _sleep_until(self, deadline: float | None) -> None:
         # A timer on the loop's own clock (the core's clock) sets the same
@@ -191,122 +91,52 @@ class Client(BaseClient):
         finally:
             if timer is not None:
                 timer.cancel()
-        self._wakeup.clear()
 
-    async def _execute_commands(self) -> None:
-        while (command := self.core.next_command()) is not None:
-            if isinstance(command, OpenTransport):
-                # The core closes a transport before it opens the next one on
-                # the same channel; closing here too means no path leaks one.
-                self._close(command.channel)
-                self._transports[command.channel] = _Transport(self, command)
-            elif isinstance(command, SendData):
-                await self._send(command)
-            elif isinstance(command, CloseTransport):
-                self._close(command.channel)
+    def _start(self, transport: _Transport) -> None:
+        transport.task = self._spawn(self._transport_task(transport))
 
-    async def _send(self, command: SendData) -> None:
-        channel, core, loop = command.channel, self.core, self._loop
-        transport = self._transports.get(channel)
-        if transport is None or transport.writer is None:
-            return
-        started = loop.time()
-        try:
-            transport.writer.write(command.data)
-            await transport.writer.drain()
-        except _TRANSPORT_ERRORS as exc:
-            # The reader may have reported this transport's end already.
-            if self._transports.get(channel) is transport:
-                self._close(channel)
-                core.transport_failed(describe_error(exc), loop.time(), channel=channel)
-            return
-        finished = loop.time()
-        if channel is Channel.SOCKET:
-            core.io_completed("send", len(command.data), finished - started, finished)
-
-    def _close(self, channel: Channel) -> None:
-        # The task closes its socket as it ends (see _transport).
-        transport = self._transports.pop(channel, None)
-        if transport is not None:
+    def _stop(self, transport: _Transport) -> None:
+        if transport.task is not None:
             transport.task.cancel()
 
-    def _deliver_events(self) -> bool:
-        if not deliver_events(self.core, self._buffer, self._loop.time):
-            return False
-        self._events_waiting.set()
-        return True
-
-    async def _transport(self, command: OpenTransport, transport: _Transport) -> None:
-        channel, core, loop = command.channel, self.core, self._loop
-
-        def current() -> bool:
-            # A transport replaced by a newer one on the same channel must
-            # not feed the core: its input would be taken for the new one's.
-            return self._transports.get(channel) is transport
-
-        def failed(exc: BaseException) -> None:
-            # The core sends no CloseTransport after a failure: drop it here.
-            del self._transports[channel]
-            core.transport_failed(describe_error(exc), loop.time(), channel=channel)
-            self._wake()
-
+    async def _transport_task(self, transport: _Transport) -> None:
+        # The task owns the socket: it is closed before the task ends, so
+        # "no task left" means "no socket left".
         try:
-            reader, writer = await self._dial(command)
-        except _TRANSPORT_ERRORS as exc:
-            if current():
-                failed(exc)
-            return
-        # No await between the dial and here, so a cancellation cannot leave
-        # the socket unowned; from here on it is closed whatever happens.
-        transport.writer = writer
-        try:
-            if not current():
-                return
-            # drain() then returns only when everything is handed on, as
-            # trio's send_all does: send times are real and nothing the core
-            # sent is still buffered when the transport is aborted.
-            writer.transport.set_write_buffer_limits(high=0)
-            core.transport_opened(loop.time(), channel=channel)
-            self._wake()
-            while True:
-                while channel is Channel.SOCKET and self._buffer.full:
-                    self._room_in_buffer.clear()
-                    await self._room_in_buffer.wait()
-                try:
-                    data = await reader.read(READ_SIZE)
-                except _TRANSPORT_ERRORS as exc:
-                    if current():
-                        failed(exc)
-                    return
-                if not current():
-                    return
-                if not data:
-                    # The core closes the transport on EOF; nothing more can
-                    # be read, so the socket may go at once.
-                    core.receive_eof(loop.time(), channel=channel)
-                    self._wake()
-                    return
-                core.receive_data(data, loop.time(), channel=channel)
-                self._wake()
+            await self._serve(transport)
+            await self._loop.create_future()  # until the core's close stops it
         finally:
-            # abort(), not close(): a TLS close_notify could wait on the peer.
-            writer.transport.abort()
-            # The socket itself is closed on the loop's next turn; wait for
-            # it, so a finished task means a closed socket.
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            if transport.writer is not None:
+                # abort(), not close(): a TLS close_notify could wait on the peer.
+                transport.writer.transport.abort()
+                # The socket itself is closed on the loop's next turn; wait
+                # for it, so a finished task means a closed socket.
+                with contextlib.suppress(Exception):
+                    await transport.writer.wait_closed()
 
-    async def _dial(
-        self, command: OpenTransport
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _dial(self, transport: _Transport) -> None:
+        command = transport.command
         context = tls_context(command, self._ssl_context)
-        return await asyncio.open_connection(
+        transport.reader, transport.writer = await asyncio.open_connection(
             command.host,
             command.port,
             ssl=context,
             server_hostname=command.server_hostname if context is not None else None,
             happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY,
         )
+        # drain() then returns only when everything is handed on, as trio's
+        # send_all does: send times are real and nothing the core sent is
+        # still buffered when the transport is aborted.
+        transport.writer.transport.set_write_buffer_limits(high=0)
+
+    async def _read(self, transport: _Transport) -> bytes:
+        assert transport.reader is not None
+        return await transport.reader.read(READ_SIZE)
+
+    async def _write(self, transport: _Transport, data: bytes) -> None:
+        assert transport.writer is not None
+        transport.writer.write(data)
+        await transport.writer.drain()
 
     # --- tasks: what a nursery would do -------------------------------------
 
@@ -325,9 +155,6 @@ class Client(BaseClient):
         if not isinstance(error, Exception) or self._failure is not None:
             return
         self._failure = error
-        # Release whoever waits for the loop that just died.
-        self._closed.set()
-        self._events_waiting.set()
         if not self._exiting and self._host is not None:
             self._host.cancel()
 
@@ -335,13 +162,14 @@ class Client(BaseClient):
         """Leave: a bounded graceful disconnect, then stop every task and wait for all."""
         self._exiting = True
         try:
-            if self._failure is None and not self._runner.done():
+            # disconnect() returns at once if the loop is gone.
+            if self._failure is None:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.disconnect(), self.core.config.close_timeout + 1.0)
         finally:
-            self._runner.cancel()
-            for channel in list(self._transports):
-                self._close(channel)
+            for task in list(self._tasks):
+                task.cancel()
+            self._abandon()
             await self._wait_for_tasks()
 
     async def _wait_for_tasks(self) -> None:

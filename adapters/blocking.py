@@ -3,18 +3,17 @@
 ``client = connect(url, ...)`` returns at once with the session's loop running
 on its own thread (python-socketio's ``Client``, Qore's ``WebSocketClient``);
 ``with connect(url) as client:`` closes it on exit. The loop only moves bytes,
-time and events between sockets and the core: execute the core's commands,
+time and events between sockets and the core: carry out the core's commands,
 hand its events to handlers, the callback and :meth:`Client.events`, wait in
 :mod:`selectors` until a socket is ready, the core's deadline passes or another
 thread calls in, and feed the outcome back with ``time.monotonic()``. Every
 protocol decision (reconnects, timeouts, login, throttle) is the core's.
 
 Threads: every call into the core happens under one lock, with ``now`` read
-inside it (the core refuses time going backwards, and two threads' clock
-readings could otherwise arrive out of order). Handlers and the callback run
-on the loop thread *outside* the lock, so they may call the client, or wait
-for a thread that is calling it (a GUI's), without a deadlock. Other threads
-wake the loop through a socketpair.
+inside it (see ``_common.BaseClient``). Handlers and the callback run on the
+loop thread *outside* the lock, so they may call the client, or wait for a
+thread that is calling it (a GUI's), without a deadlock. Other threads wake
+the loop through a socketpair.
 
 Sockets are non-blocking throughout: dialing is ``connect()`` plus a wait for
 writability, TLS is :meth:`ssl.SSLSocket.do_handshake` driven by readiness,
@@ -37,7 +36,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from octoproto import (
@@ -58,11 +56,9 @@ from ._common import (
     DEFAULT_MAX_QUEUE,
     READ_SIZE,
     BaseClient,
-    EventBuffer,
-    H,
+    Transport,
     describe_error,
     octoprint_client,
-    run_handlers,
     tls_context,
 )
 
@@ -81,30 +77,35 @@ _names = itertools.count(1)
 _AddrInfo = tuple[Any, ...]
 
 
-class _Transport:
+def _lookup(command: OpenTransport, flags: int = 0) -> list[_AddrInfo] | OSError:
+    """``getaddrinfo`` for a transport: the addresses, or what went wrong as an OSError."""
+    try:
+        return socket.getaddrinfo(command.host, command.port, type=socket.SOCK_STREAM, flags=flags)
+    except OSError as exc:
+        return exc
+    except UnicodeError as exc:  # a host IDNA cannot encode: a failed dial, not a crash
+        return OSError(describe_error(exc))
+
+
+class _Transport(Transport):
     """One socket the core asked for, from dial to close; touched under the lock only."""
 
     def __init__(self, command: OpenTransport) -> None:
-        self.command = command
-        self.channel = command.channel
+        super().__init__(command)
         self.sock: socket.socket | None = None
-        #: "resolving" -> "connecting" -> ("tls" ->) "open"
-        self.stage = "resolving"
-        self.resolved: list[_AddrInfo] | OSError | None = None
+        self.stage = "resolving"  # -> "connecting" -> ("tls" ->) "open"
         self.addresses: list[_AddrInfo] = []
-        self.error: OSError | None = None
+        self.error: OSError | None = None  # the last address's, raised when none is left
         self.mask = 0  # what the selector watches for this socket now
         self.tls_wants = _R  # what the TLS handshake waits for
         self.extra = 0  # readiness a TLS read or write asked for (renegotiation)
         self.eof = False
-        self.outgoing = bytearray()
-        self.queued = self.written = 0
-        #: Each SendData not fully written yet: (end offset, size, started).
-        self.sends: deque[tuple[int, int, float]] = deque()
+        #: Each SendData not fully written yet: what is left of it, its size, when it came.
+        self.outgoing: deque[tuple[memoryview, int, float]] = deque()
 
 
 class EventIterator:
-    """What :meth:`Client.events` returns: an iterator of events, buffered while it is open.
+    """What :meth:`Client.events` returns: the events, buffered while it is open.
 
     Also a context manager that closes it on exit.
     """
@@ -112,15 +113,13 @@ class EventIterator:
     def __init__(self, client: Client, timeout: float | None) -> None:
         self._client: Client | None = client
         self._timeout = timeout
-        client._count_iterators(+1)
+        client._iterating(True)
 
     def __iter__(self) -> EventIterator:
         return self
 
     def __next__(self) -> Event:
-        if self._client is None:
-            raise StopIteration
-        event = self._client._next_event(self._timeout)
+        event = None if self._client is None else self._client._next_event(self._timeout)
         if event is None:
             self.close()
             raise StopIteration
@@ -130,7 +129,7 @@ class EventIterator:
         """Stop buffering for this iterator (idempotent)."""
         client, self._client = self._client, None
         if client is not None:
-            client._count_iterators(-1)
+            client._iterating(False)
 
     def __enter__(self) -> EventIterator:
         return self
@@ -142,7 +141,7 @@ class EventIterator:
         self.close()
 
 
-class Client(BaseClient):
+class Client(BaseClient[_Transport]):
     """A live OctoPrint push socket on a background thread. Get one from :func:`connect`.
 
     Every method is thread-safe. Handlers and the callback run on the loop
@@ -158,21 +157,13 @@ class Client(BaseClient):
         max_queue: int,
         callback: Callback | None,
     ) -> None:
-        self._buffer = EventBuffer(max_queue)  # first: it validates max_queue
-        # Call the core only through this client's methods: they hold the lock.
-        super().__init__(core)
+        lock = threading.RLock()  # re-entrant: the core's hooks may call back in
+        super().__init__(
+            core, clock=_clock, make_transport=_Transport, max_queue=max_queue, lock=lock
+        )
+        self._cond = threading.Condition(lock)
         self._ssl_context = ssl_context
         self._callback = callback
-        self._lock = threading.RLock()  # re-entrant: the core's hooks may call back in
-        self._cond = threading.Condition(self._lock)
-        self._iterators = 0
-        # Events are kept from the start for the first events() call: the
-        # loop runs before the caller can ask for them, and in the usual
-        # "connect, then iterate" the first events would race the call. The
-        # buffer is dropped if it fills first (a handler-only client).
-        self._early = True
-        self._buffer.active = True
-        self._transports: dict[Channel, _Transport] = {}
         self._resolvers: list[threading.Thread] = []
         self._closed = False  # closed for good, as the loop last saw it
         self._generation = 0  # bumped by reconnect(): which close "closed" is about
@@ -189,60 +180,23 @@ class Client(BaseClient):
             target=self._run, name=f"octoproto-blocking-{next(_names)}", daemon=False
         )
 
-    # --- the user's surface ---------------------------------------------------
-
-    # ``state`` and ``is_open`` (from BaseClient) are single reads: no lock.
-    # Handler registration takes it, so that two threads' ``on``/``off`` cannot
-    # interleave; dispatch reads the registry outside it (handlers must run
-    # unlocked), which is safe since the registry copies its lists first.
-
-    def on(self, message_type: str, handler: H | None = None) -> Any:
-        """Register a handler for ``message_type`` (or ``"*"``); also a decorator.
-
-        Handlers run on the loop thread, one message at a time.
-        """
-        with self._lock:
-            if handler is not None:
-                return self.core.handlers.on(message_type, handler)
-            self.core.handlers.on(message_type)  # refuses a bad name now, not at decoration
-
-        def register(function: H) -> H:
-            with self._lock:
-                self.core.handlers.on(message_type, function)
-            return function
-
-        return register
-
-    def off(
-        self, message_type: str, handler: Callable[[PushMessage], object] | None = None
-    ) -> None:
-        """Remove a handler (or all handlers of ``message_type``)."""
-        with self._lock:
-            self.core.handlers.off(message_type, handler)
+    # --- the user's surface (core, state, is_open, on, off: see BaseClient) ----
 
     def send_message(self, message_type: str, payload: object) -> None:
         """Send ``{message_type: payload}`` (validated; queued while disconnected)."""
-        with self._lock:
-            self.core.send_message(message_type, payload)
-            self._wake()
+        self._call(self.core.send_message, message_type, payload)
 
     def send_auth(self, user: str, session: str | Secret) -> None:
         """Authenticate the socket with a session from ``POST /api/login``."""
-        with self._lock:
-            self.core.send_auth(user, session)
-            self._wake()
+        self._call(self.core.send_auth, user, session)
 
     def subscribe(self, subscription: dict[str, object]) -> None:
         """Replace the subscription (kept for reconnects)."""
-        with self._lock:
-            self.core.subscribe(subscription)
-            self._wake()
+        self._call(self.core.subscribe, subscription)
 
     def set_throttle(self, factor: int) -> None:
         """Set the throttle factor (kept for reconnects)."""
-        with self._lock:
-            self.core.set_throttle(factor)
-            self._wake()
+        self._call(self.core.set_throttle, factor)
 
     def reconnect(self) -> None:
         """Drop the connection and dial again at once (also after a close for good)."""
@@ -251,8 +205,7 @@ class Client(BaseClient):
                 raise LocalProtocolError("this client is closed; connect() a new one")
             self._generation += 1
             self._closed = False
-            self.core.reconnect(_clock())
-            self._wake()
+            self._feed(self.core.reconnect)
 
     def disconnect(self, code: int | None = None, reason: str = "") -> None:
         """Close for good and wait until the close handshake is over.
@@ -261,10 +214,7 @@ class Client(BaseClient):
         gives up after ``close_timeout``). The client stays usable:
         :meth:`reconnect` dials again.
         """
-        with self._lock:
-            if self.core.state not in (SessionState.CLOSED, SessionState.IDLE):
-                self.core.disconnect(_clock(), code=code, reason=reason)
-                self._wake()
+        self._disconnect(code, reason)
         if not self._on_loop_thread():
             self.wait(self.core.config.close_timeout + 1.0)
 
@@ -277,10 +227,9 @@ class Client(BaseClient):
         """
         with self._lock:
             if not self._finished:
-                if self.core.state not in (SessionState.CLOSED, SessionState.IDLE):
-                    self.core.disconnect(_clock())
                 if self._stop_at is None:
                     self._stop_at = _clock() + self.core.config.close_timeout + 1.0
+                self._disconnect()
                 self._wake()
         if not self._on_loop_thread() and self._thread.ident is not None:
             self._thread.join()
@@ -299,14 +248,13 @@ class Client(BaseClient):
         """Every event, in order, until the session is closed for good.
 
         The first call also gets the events from :func:`connect` on, unless
-        ``max_queue`` of them piled up before it (then, as for later calls,
-        buffering starts with the call). Buffering stops when the last
-        iterator ends, is closed (``close()``, or leaving ``with
-        client.events() as events:``) or is collected, as after a ``break``:
-        a handler-only user does not pay for it. While ``max_queue`` events
-        wait, reading from the socket pauses: nothing is dropped.
-        ``timeout`` bounds the wait for each next event in seconds; when it
-        passes, :class:`TimeoutError` is raised and the iterator stays usable.
+        ``max_queue`` of them piled up before it; buffering stops when the
+        last iterator ends, is closed (``close()``, or leaving ``with
+        client.events() as events:``) or is collected, as after a ``break``.
+        While ``max_queue`` events wait, reading from the socket pauses:
+        nothing is dropped (the rule: ``_common.EventBuffer``). ``timeout``
+        bounds the wait for each next event in seconds; when it passes,
+        :class:`TimeoutError` is raised and the iterator stays usable.
         """
         self._refuse_on_loop_thread("events()")
         return EventIterator(self, timeout)
@@ -328,24 +276,18 @@ class Client(BaseClient):
                 self._wake()  # room again: the loop may read once more
             return event
 
-    def _count_iterators(self, change: int) -> None:
+    def _iterating(self, starts: bool) -> None:
         with self._lock:
-            self._iterators += change
-            self._early = False
-            self._buffer.active = self._iterators > 0
-            if not self._iterators:
+            if starts:
+                self._buffer.start()
+            else:
                 self._buffer.stop()
-                self._wake()
+                self._wake()  # reading may have paused for this iterator
 
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # --- helpers for every thread ---------------------------------------------
@@ -353,9 +295,9 @@ class Client(BaseClient):
     def _wake(self) -> None:
         # Called under the lock, which is also held when the socketpair is
         # closed: a closed (and perhaps reused) descriptor is never written.
-        if self._wake_w is not None:
-            # A full pipe means the loop is awake anyway.
-            with contextlib.suppress(BlockingIOError):
+        # The loop thread itself looks at what is pending before it waits.
+        if self._wake_w is not None and not self._on_loop_thread():
+            with contextlib.suppress(BlockingIOError):  # a full pipe: awake anyway
                 self._wake_w.send(b"\0")
 
     def _on_loop_thread(self) -> bool:
@@ -366,8 +308,7 @@ class Client(BaseClient):
             raise LocalProtocolError(f"{what} would wait for the loop thread it is called on")
 
     def _start(self) -> None:
-        with self._lock:
-            self.core.connect(_clock())
+        self._feed(self.core.connect)
         try:
             self._thread.start()
         except BaseException:
@@ -388,9 +329,8 @@ class Client(BaseClient):
     def _step(self) -> bool:
         """One turn: commands, events, one wait for I/O or time. False: stop."""
         with self._lock:
-            self._execute_commands()
-            self._resume_dials()
-            events = self._drain_events()
+            self._execute()
+            events = self._next_events()
             closed = self.core.state is SessionState.CLOSED
             generation = self._generation
             stop = self._stop_at is not None and (closed or _clock() >= self._stop_at)
@@ -400,36 +340,30 @@ class Client(BaseClient):
         if stop:
             return False
         if events:
-            # Handlers may have moved the core without waking the loop (their
-            # timing changes the throttle): take another turn before waiting.
+            # Handlers may have called the core without waking the loop (their
+            # timing moves the throttle): take another turn before waiting.
             return True
         with self._lock:
             timeout, ready = self._watch()
         for key, _mask in self._selector.select(timeout):
             if key.data is None:
-                self._drain_wakeups()
+                with contextlib.suppress(BlockingIOError):
+                    while self._wake_r.recv(4096):
+                        pass
             elif key.data not in ready:
                 ready.append(key.data)
         for transport in ready:
-            self._service(transport)
-        with self._lock:
-            self.core.handle_timer(_clock())
+            with self._lock:
+                if self._transports.is_current(transport):
+                    self._guarded(transport, self._advance)
+        self._feed(self.core.handle_timer)
         return True
-
-    def _drain_events(self) -> list[Event]:
-        events = []
-        while (event := self.core.next_event()) is not None:
-            events.append(event)
-        return events
 
     def _deliver(self, events: list[Event]) -> None:
         for event in events:
-            run_handlers(self.core, event, _clock, lock=self._lock)
+            self._run_handlers(event)
             with self._cond:
                 self._buffer.push(event)
-                if self._early and self._buffer.full:
-                    self._early = False
-                    self._buffer.stop()  # no iterator came: never pause reading for none
                 self._cond.notify_all()
             if isinstance(event, PushMessage):
                 self._call_back(event)
@@ -437,8 +371,7 @@ class Client(BaseClient):
     def _report_closed(self, generation: int) -> None:
         # The callback hears of each close once, before wait() returns.
         with self._lock:
-            first = self._reported != generation
-            self._reported = generation
+            first, self._reported = self._reported != generation, generation
         if first:
             self._call_back(None)
         with self._cond:
@@ -456,105 +389,82 @@ class Client(BaseClient):
             name = getattr(self._callback, "__qualname__", type(self._callback).__qualname__)
             _logger.exception("callback %s raised", name)
 
-    def _drain_wakeups(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while self._wake_r.recv(4096):
-                pass
-
     def _watch(self) -> tuple[float | None, list[_Transport]]:
         """Point the selector at what each socket waits for; return the wait and what is ready."""
         ready = []
-        for transport in self._transports.values():
-            if transport.sock is None:
+        for transport in self._transports.current():
+            if (sock := transport.sock) is None:
                 continue
-            reading = self._reading(transport)
             if transport.stage == "connecting":
                 wanted = _W
             elif transport.stage == "tls":
                 wanted = transport.tls_wants
             else:
+                # A full event buffer pauses the push socket: backpressure, not loss.
+                reading = not transport.eof and not self._paused(transport)
                 wanted = (_R if reading else 0) | (_W if transport.outgoing else 0)
                 wanted |= transport.extra
                 # Decrypted bytes waiting inside the SSL object never make
                 # the socket readable: serve them without waiting.
-                sock = transport.sock
                 if reading and isinstance(sock, ssl.SSLSocket) and sock.pending():
                     ready.append(transport)
             if wanted != transport.mask:
                 if not transport.mask:
-                    self._selector.register(transport.sock, wanted, transport)
+                    self._selector.register(sock, wanted, transport)
                 elif not wanted:
-                    self._selector.unregister(transport.sock)
+                    self._selector.unregister(sock)
                 else:
-                    self._selector.modify(transport.sock, wanted, transport)
+                    self._selector.modify(sock, wanted, transport)
                 transport.mask = wanted
         deadline = self.core.get_timer()
         if self._stop_at is not None:
             deadline = self._stop_at if deadline is None else min(deadline, self._stop_at)
-        if ready:
+        if ready or self._transports.pending:
             return 0.0, ready
         return (None if deadline is None else max(0.0, deadline - _clock())), ready
 
-    def _reading(self, transport: _Transport) -> bool:
-        # A full event buffer pauses the push socket: backpressure, not loss.
-        full = transport.channel is Channel.SOCKET and self._buffer.full
-        return not transport.eof and not full
+    def _paused(self, transport: _Transport) -> bool:
+        return transport.channel is Channel.SOCKET and self._buffer.full
 
-    # --- commands and transports (under the lock) -----------------------------
+    # --- commands and sockets (under the lock) --------------------------------
 
-    def _execute_commands(self) -> None:
-        while (command := self.core.next_command()) is not None:
+    def _execute(self) -> None:
+        while (entry := self._transports.next()) is not None:
+            command, transport = entry
             if isinstance(command, OpenTransport):
-                self._open(command)
+                addresses = _lookup(command, socket.AI_NUMERICHOST)
+                if isinstance(addresses, socket.gaierror):
+                    # A name: resolving may take seconds and cannot be done
+                    # without blocking, so a helper thread does it (joined
+                    # when the loop ends).
+                    self._resolvers = [thread for thread in self._resolvers if thread.is_alive()]
+                    resolver = threading.Thread(
+                        target=self._resolve, args=(transport,), name=f"{self._thread.name}-dns"
+                    )
+                    self._resolvers.append(resolver)
+                    resolver.start()
+                else:
+                    self._dial(transport, addresses)
             elif isinstance(command, SendData):
-                transport = self._transports.get(command.channel)
-                if transport is not None:  # else the core has let go of it
-                    self._send(transport, command.data)
-            elif isinstance(command, CloseTransport):
-                self._discard(command.channel)
-
-    def _open(self, command: OpenTransport) -> None:
-        self._discard(command.channel)  # a transport replaced is stale
-        transport = _Transport(command)
-        self._transports[command.channel] = transport
-        try:
-            transport.resolved = socket.getaddrinfo(
-                command.host, command.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
-            )
-        except UnicodeError as exc:  # a host IDNA cannot encode: a failed dial, not a crash
-            transport.resolved = OSError(describe_error(exc))
-        except socket.gaierror:
-            # A name: resolving may take seconds and cannot be done without
-            # blocking, so a helper thread does it (joined when the loop ends).
-            self._resolvers = [thread for thread in self._resolvers if thread.is_alive()]
-            resolver = threading.Thread(
-                target=self._resolve, args=(transport,), name=f"{self._thread.name}-resolver"
-            )
-            self._resolvers.append(resolver)
-            resolver.start()
+                transport.outgoing.append((memoryview(command.data), len(command.data), _clock()))
+                self._guarded(transport, self._flush)
+            else:
+                self._discard(transport)
 
     def _resolve(self, transport: _Transport) -> None:
-        command = transport.command
-        result: list[_AddrInfo] | OSError
-        try:
-            result = list(socket.getaddrinfo(command.host, command.port, type=socket.SOCK_STREAM))
-        except OSError as exc:
-            result = exc
-        except UnicodeError as exc:
-            result = OSError(describe_error(exc))
+        addresses = _lookup(transport.command)
         with self._lock:
-            transport.resolved = result
-            self._wake()
+            if self._transports.is_current(transport):  # not closed meanwhile
+                self._dial(transport, addresses)
+                self._wake()  # the loop watches the new socket from now on
 
-    def _resume_dials(self) -> None:
-        for transport in list(self._transports.values()):
-            if transport.stage == "resolving" and transport.resolved is not None:
-                if isinstance(transport.resolved, OSError):
-                    self._fail(transport, transport.resolved)
-                    continue
-                transport.addresses = list(transport.resolved)
-                transport.stage = "connecting"
-                self._guarded(transport, self._connect_next)
+    def _dial(self, transport: _Transport, addresses: list[_AddrInfo] | OSError) -> None:
+        if isinstance(addresses, OSError):
+            self._fail(transport, addresses)
+            return
+        transport.addresses = list(addresses)
+        transport.stage = "connecting"
+        self._guarded(transport, self._connect_next)
 
     def _connect_next(self, transport: _Transport) -> None:
         """Dial the next address without blocking; fail when none is left."""
@@ -586,7 +496,8 @@ class Client(BaseClient):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         context = tls_context(transport.command, self._ssl_context)
         if context is None:
-            self._opened(transport)
+            transport.stage = "open"
+            self._report(transport, self.core.transport_opened)
             return
         # wrap_socket detaches the plain socket: the selector must forget it first.
         self._unwatch(transport)
@@ -606,23 +517,11 @@ class Client(BaseClient):
         except ssl.SSLWantWriteError:
             transport.tls_wants = _W
             return
-        self._opened(transport)
-
-    def _opened(self, transport: _Transport) -> None:
         transport.stage = "open"
-        self.core.transport_opened(_clock(), channel=transport.channel)
-
-    def _service(self, transport: _Transport) -> None:
-        """Move a socket on after the selector found it ready."""
-        with self._lock:
-            # Execute first what other threads made the core ask for: after a
-            # CloseTransport nothing from that socket may reach the core (a
-            # reconnect() would otherwise take old bytes for the new socket's).
-            self._execute_commands()
-            if self._transports.get(transport.channel) is transport:
-                self._guarded(transport, self._advance)
+        self._report(transport, self.core.transport_opened)
 
     def _advance(self, transport: _Transport) -> None:
+        """Move a socket on after the selector found it ready."""
         sock = transport.sock
         assert sock is not None
         if transport.stage == "connecting":
@@ -631,20 +530,20 @@ class Client(BaseClient):
                 self._connected(transport)
                 return
             transport.error = OSError(error, os.strerror(error))
-            self._unwatch(transport)
-            sock.close()
-            transport.sock = None
+            self._discard(transport)
             self._connect_next(transport)
         elif transport.stage == "tls":
             self._handshake(transport)
-        elif transport.stage == "open":
+        else:
             transport.extra = 0
             self._flush(transport)
-            if self._transports.get(transport.channel) is transport and self._reading(transport):
+            if self._transports.is_current(transport) and not transport.eof:
                 self._read(transport)
 
     def _read(self, transport: _Transport) -> None:
         assert transport.sock is not None
+        if self._paused(transport):
+            return  # (the socket was ready to write)
         try:
             data = transport.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
@@ -653,53 +552,38 @@ class Client(BaseClient):
             transport.extra |= _W
             return
         if data:
-            self.core.receive_data(data, _clock(), channel=transport.channel)
+            self._report(transport, self.core.receive_data, data)
         else:
             transport.eof = True  # stop watching: a closed socket is always readable
-            self.core.receive_eof(_clock(), channel=transport.channel)
-
-    def _send(self, transport: _Transport, data: bytes) -> None:
-        transport.outgoing += data
-        transport.queued += len(data)
-        transport.sends.append((transport.queued, len(data), _clock()))
-        self._guarded(transport, self._flush)
+            self._report(transport, self.core.receive_eof)
 
     def _flush(self, transport: _Transport) -> None:
         """Write what the socket takes now; report each SendData once it is all out."""
         sock = transport.sock
-        if transport.stage != "open" or sock is None:
-            return
-        while transport.outgoing:
+        while transport.stage == "open" and sock is not None and transport.outgoing:
+            data, size, started = transport.outgoing[0]
             try:
-                sent = sock.send(transport.outgoing[:_WRITE_CHUNK])
+                sent = sock.send(data[:_WRITE_CHUNK])
             except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
                 return
             except ssl.SSLWantReadError:
                 transport.extra |= _R
                 return
-            del transport.outgoing[:sent]
-            transport.written += sent
-            while transport.sends and transport.sends[0][0] <= transport.written:
-                _end, size, started = transport.sends.popleft()
-                if transport.channel is Channel.SOCKET:
-                    now = _clock()
-                    self.core.io_completed("send", size, now - started, now)
+            if sent < len(data):
+                transport.outgoing[0] = (data[sent:], size, started)
+                continue
+            transport.outgoing.popleft()
+            if transport.channel is Channel.SOCKET:
+                self._feed(self.core.io_completed, "send", size, _clock() - started)
 
     def _guarded(self, transport: _Transport, step: Callable[[_Transport], None]) -> None:
         try:
             step(transport)
         except OSError as exc:  # ssl.SSLError and certificate errors included
-            self._fail(transport, exc)
+            self._fail(transport, exc)  # the core answers with CloseTransport
 
-    def _fail(self, transport: _Transport, exc: OSError) -> None:
-        # The core sends no CloseTransport for a failed transport: close it here.
-        if self._transports.get(transport.channel) is transport:
-            self._discard(transport.channel)
-            self.core.transport_failed(describe_error(exc), _clock(), channel=transport.channel)
-
-    def _discard(self, channel: Channel) -> None:
-        transport = self._transports.pop(channel, None)
-        if transport is not None and transport.sock is not None:
+    def _discard(self, transport: _Transport) -> None:
+        if transport.sock is not None:
             self._unwatch(transport)
             transport.sock.close()
             transport.sock = None
@@ -713,15 +597,18 @@ class Client(BaseClient):
     def _shutdown(self) -> None:
         """Close every socket, tell the last events, wait for helpers (any thread, once)."""
         with self._lock:
-            for channel in list(self._transports):
-                self._discard(channel)
+            self._abandon()
+            self._transports.retire_all()
+            while (entry := self._transports.next()) is not None:
+                if isinstance(entry[0], CloseTransport):
+                    self._discard(entry[1])
             self._finished = True
             self._selector.close()
             self._wake_r.close()
             if self._wake_w is not None:
                 self._wake_w.close()
                 self._wake_w = None
-            events = self._drain_events()
+            events = self._next_events()
             generation = self._generation
         self._deliver(events)
         for resolver in self._resolvers:

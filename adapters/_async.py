@@ -1,0 +1,235 @@
+"""What the trio and asyncio adapters share: the ``async`` surface, the loop, the transport task.
+
+Both adapters run the same loop (carry out the core's commands, hand its
+events to handlers and to ``async for``, sleep until input or the core's
+deadline) and the same task per transport (dial, report, read). Neither is
+tied to an event loop library: each adapter supplies the few primitives that
+differ, a clearable :class:`Flag`, sleeping until a deadline, starting and
+stopping a transport's task, and dialling, reading and writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from octoproto import (
+    Channel,
+    Event,
+    LocalProtocolError,
+    OctoPrintClient,
+    OpenTransport,
+    Secret,
+    SendData,
+    SessionState,
+)
+
+from ._common import BaseClient, T
+
+
+class Flag(Protocol):
+    """What the loop needs of an event: :class:`asyncio.Event`'s surface."""
+
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> object: ...
+
+
+class AsyncClient(BaseClient[T]):
+    """The part of the trio and asyncio ``Client`` that is the same on both."""
+
+    #: What a failed dial, read or write raises (the adapter names its own).
+    _errors: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(
+        self,
+        core: OctoPrintClient,
+        *,
+        clock: Callable[[], float],
+        make_transport: Callable[[OpenTransport], T],
+        max_queue: int,
+        flag: Callable[[], Flag],
+    ) -> None:
+        super().__init__(core, clock=clock, make_transport=make_transport, max_queue=max_queue)
+        self._wakeup = flag()
+        self._events_waiting = flag()
+        self._room_in_buffer = flag()
+        self._closed = flag()  # closed for good, as the loop last saw it (or the loop ended)
+        self._ended = False  # the loop has ended: left, cancelled or crashed
+        self._feed(core.connect)
+
+    # --- the user's surface (core, state, is_open, on, off: see BaseClient) ----
+
+    async def send_message(self, message_type: str, payload: object) -> None:
+        """Send ``{message_type: payload}`` (validated; queued while disconnected)."""
+        self._call(self.core.send_message, message_type, payload)
+
+    async def send_auth(self, user: str, session: str | Secret) -> None:
+        """Authenticate the socket with a session from ``POST /api/login``."""
+        self._call(self.core.send_auth, user, session)
+
+    async def subscribe(self, subscription: dict[str, object]) -> None:
+        """Replace the subscription (kept for reconnects)."""
+        self._call(self.core.subscribe, subscription)
+
+    async def set_throttle(self, factor: int) -> None:
+        """Set the throttle factor (kept for reconnects)."""
+        self._call(self.core.set_throttle, factor)
+
+    async def reconnect(self) -> None:
+        """Drop the connection and dial again at once (also after a close for good)."""
+        if self._ended:
+            raise LocalProtocolError("this client is closed; connect() a new one")
+        self._closed.clear()
+        self._feed(self.core.reconnect)
+
+    async def disconnect(self, code: int | None = None, reason: str = "") -> None:
+        """Close for good and wait until the close handshake is over.
+
+        Returns at once when there is nothing to close, or no loop left to
+        close it (it was cancelled or crashed): then the session ends at once.
+        """
+        if not self._ended and self._disconnect(code, reason):
+            await self._closed.wait()
+        if self._ended:
+            self._abandon()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        """Every event, in order, until the session is closed for good.
+
+        The first iterator also gets the events from ``connect()`` on (see
+        :class:`~octoproto.adapters._common.EventBuffer` for the rule).
+        """
+        self._buffer.start()
+        try:
+            while True:
+                event = self._buffer.pop()
+                if event is None:
+                    if self._closed.is_set():
+                        return
+                    # Nothing can be pushed between pop() and clear(): no await.
+                    self._events_waiting.clear()
+                    await self._events_waiting.wait()
+                    continue
+                self._room_in_buffer.set()
+                yield event
+        finally:
+            # Also after a ``break``: an iterator that is gone must not leave
+            # the buffer full and reading paused.
+            self._buffer.stop()
+            self._room_in_buffer.set()
+
+    # --- the loop -------------------------------------------------------------
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._execute()
+                if self._deliver():
+                    # Handlers may have called the core (a reply, a throttle
+                    # change): carry that out now, not at the next input.
+                    continue
+                if self.core.state is SessionState.CLOSED:
+                    # Closed for good (no timers are left): tell disconnect()
+                    # and the iterators, then sleep until the user reconnects.
+                    self._closed.set()
+                    self._events_waiting.set()
+                # No command or event is waiting, and nothing could feed the
+                # core since that was checked (no await): no input is missed.
+                self._wakeup.clear()
+                await self._sleep_until(self.core.get_timer())
+                self._feed(self.core.handle_timer)
+        finally:
+            # Release whoever waits for the loop: it is gone.
+            self._ended = True
+            self._closed.set()
+            self._events_waiting.set()
+
+    async def _execute(self) -> None:
+        while (entry := self._transports.next()) is not None:
+            command, transport = entry
+            if isinstance(command, OpenTransport):
+                self._start(transport)
+            elif isinstance(command, SendData):
+                await self._send(transport, command.data)
+            else:
+                self._stop(transport)
+
+    def _deliver(self) -> bool:
+        """Hand every event to the handlers and the iterators; return whether there was any."""
+        events = self._next_events()
+        for event in events:
+            self._run_handlers(event)
+            self._buffer.push(event)
+        if events:
+            self._events_waiting.set()
+        return bool(events)
+
+    async def _send(self, transport: T, data: bytes) -> None:
+        started = self._clock()
+        try:
+            await self._write(transport, data)
+        except self._errors as exc:
+            self._fail(transport, exc)
+            return
+        if transport.channel is Channel.SOCKET:
+            self._feed(self.core.io_completed, "send", len(data), self._clock() - started)
+
+    async def _serve(self, transport: T) -> None:
+        """A transport's task: dial, then read, until there is nothing more to report.
+
+        When this returns the core no longer counts on the transport (it was
+        closed, failed or ended), so its ``CloseTransport`` is queued: the
+        adapter's task waits for it and closes the stream as it ends.
+        """
+        try:
+            await self._dial(transport)
+        except self._errors as exc:
+            self._fail(transport, exc)
+            return
+        if not self._report(transport, self.core.transport_opened):
+            return
+        while True:
+            while transport.channel is Channel.SOCKET and self._buffer.full:
+                self._room_in_buffer.clear()
+                await self._room_in_buffer.wait()
+            try:
+                data = await self._read(transport)
+            except self._errors as exc:
+                self._fail(transport, exc)
+                return
+            if not data:
+                self._report(transport, self.core.receive_eof)
+                return
+            if not self._report(transport, self.core.receive_data, data):
+                return
+
+    # --- what each adapter supplies -------------------------------------------
+
+    async def _sleep_until(self, deadline: float | None) -> None:
+        """Wait until :attr:`_wakeup` is set or ``deadline`` (the core's clock) passes."""
+        raise NotImplementedError
+
+    def _start(self, transport: T) -> None:
+        """Start the transport's task: :meth:`_serve`, then wait to be stopped; close at the end."""
+        raise NotImplementedError
+
+    def _stop(self, transport: T) -> None:
+        """Stop the transport's task (it closes its stream); never blocks."""
+        raise NotImplementedError
+
+    async def _dial(self, transport: T) -> None:
+        """Open the transport's stream and keep it on the record, with no await in between."""
+        raise NotImplementedError
+
+    async def _read(self, transport: T) -> bytes:
+        """Up to ``READ_SIZE`` bytes; ``b""`` at EOF."""
+        raise NotImplementedError
+
+    async def _write(self, transport: T, data: bytes) -> None:
+        """All of ``data``, returning once it is handed on to the OS."""
+        raise NotImplementedError
