@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import ssl
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -264,6 +265,13 @@ class BaseClient(Generic[T]):
         self.core = core
         self._clock = clock
         self._lock: contextlib.AbstractContextManager[Any] = lock or contextlib.nullcontext()
+        # Handler registration has a lock of its own: the core's may be held
+        # by the loop for a while, and a handler registered right after
+        # connect() should be in place before the first message arrives.
+        # (Dispatch needs neither: the registry copies its lists first.)
+        self._handlers_lock: contextlib.AbstractContextManager[Any] = (
+            contextlib.nullcontext() if lock is None else threading.Lock()
+        )
         self._transports = Transports(core, make_transport)
 
     @property
@@ -283,7 +291,7 @@ class BaseClient(Generic[T]):
         by the adapter (on its loop or its thread), one message at a time;
         how long they take drives the throttle.
         """
-        with self._lock:
+        with self._handlers_lock:
             if handler is not None:
                 return self.core.handlers.on(message_type, handler)
             self.core.handlers.on(message_type)  # refuses a bad name now, not at decoration
@@ -298,7 +306,7 @@ class BaseClient(Generic[T]):
         self, message_type: str, handler: Callable[[PushMessage], object] | None = None
     ) -> None:
         """Remove a handler (or all handlers of ``message_type``)."""
-        with self._lock:
+        with self._handlers_lock:
             self.core.handlers.off(message_type, handler)
 
     # --- every call into the core goes through these -------------------------
