@@ -79,8 +79,13 @@ def octoprint_client(
 
 
 def describe_error(exc: BaseException) -> str:
-    """A transport error as the reason given to the core: ``"Type: message"``."""
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """A transport error as the reason given to the core: ``"Type: message"``.
+
+    An explicit cause is added in parentheses: trio reports a failed TLS
+    handshake as a ``BrokenResourceError`` whose cause says why.
+    """
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if exc.__cause__ is None else f"{text} ({describe_error(exc.__cause__)})"
 
 
 def tls_context(

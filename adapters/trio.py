@@ -104,9 +104,14 @@ class Client(AsyncClient[_Transport]):
         if context is None:
             transport.stream = await trio.open_tcp_stream(command.host, command.port)
         else:
-            transport.stream = await trio.open_ssl_over_tcp_stream(
+            stream = await trio.open_ssl_over_tcp_stream(
                 command.host, command.port, ssl_context=context, https_compatible=True
             )
+            transport.stream = stream
+            # Now, in this task: done lazily, the handshake would run in the
+            # reader or in the loop's send_all, and when it failed in one the
+            # other waited for it for good (the loop, with every timer).
+            await stream.do_handshake()
 
     async def _read(self, transport: _Transport) -> bytes:
         assert transport.stream is not None
