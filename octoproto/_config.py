@@ -185,13 +185,21 @@ class SessionConfig:
         if not callable(self.entropy):
             raise LocalProtocolError("entropy must be a callable like os.urandom")
         _positive_or_none("connect_timeout", self.connect_timeout)
+        if self.close_timeout is None:  # disconnect() adds it to now
+            raise LocalProtocolError("close_timeout must be a positive number, not None")
         _positive_or_none("close_timeout", self.close_timeout)
         _positive_or_none("ping_interval", self.ping_interval)
         _positive_or_none("dead_link_timeout", self.dead_link_timeout)
+        for name in ("max_message_size", "max_http_response_size", "max_queued_messages"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                # A NaN limit bounds nothing (every comparison with it is false),
+                # and a fractional one is not the bound it says.
+                raise LocalProtocolError(f"{name} must be an int, not {value!r}")
         for name in ("max_message_size", "max_http_response_size"):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be >= 1")
         if self.max_queued_messages < 0:
             raise LocalProtocolError("max_queued_messages must be >= 0")
-        if min(self.warning_ms, self.warning_bs, self.min_ms) < 0:
+        if not all(value >= 0 for value in (self.warning_ms, self.warning_bs, self.min_ms)):
             raise LocalProtocolError("warning_ms, warning_bs and min_ms must be >= 0")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
@@ -120,6 +121,12 @@ class OctoPrintConfig(SessionConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for name in ("login_timeout", "login_retry_delay"):
+            # Zero or less would arm the HTTP and retry timers at ``now`` and
+            # spin handle_timer() for ever (request, time out, retry, ...).
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise LocalProtocolError(f"{name} must be a positive number, not {value!r}")
         object.__setattr__(self, "endpoint", Endpoint(self.endpoint))
         object.__setattr__(self, "api_key", as_secret(self.api_key))
         object.__setattr__(self, "password", as_secret(self.password))

@@ -413,12 +413,19 @@ class SessionEngine:
             )
 
     def handle_timer(self, now: float) -> None:
-        """Fire every timer due at ``now``, earliest first."""
+        """Fire every timer due at ``now``, earliest first, each at most once per call.
+
+        A timer re-armed at or before ``now`` by what fired (a tiny timeout
+        that rounds to nothing at a large ``now``, after a zero reconnect
+        delay) waits for the next call: looping on it here would never return.
+        """
         self._advance(now)
+        fired: set[str] = set()
         while self._timers:
             name, deadline = min(self._timers.items(), key=lambda item: item[1])
-            if deadline > now:
+            if deadline > now or name in fired:
                 return
+            fired.add(name)
             del self._timers[name]
             self._fire(name, now)
 
