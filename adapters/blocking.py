@@ -96,9 +96,9 @@ class _Transport(Transport):
         self.stage = "resolving"  # -> "connecting" -> ("tls" ->) "open"
         self.addresses: list[_AddrInfo] = []
         self.error: OSError | None = None  # the last address's, raised when none is left
-        self.mask = 0  # what the selector watches for this socket now
-        self.tls_wants = _R  # what the TLS handshake waits for
-        self.extra = 0  # readiness a TLS read or write asked for (renegotiation)
+        #: Readiness the last step waits for: connect(), the TLS handshake, or
+        #: (when open) a TLS read that must write or a write that must read.
+        self.wants = 0
         self.eof = False
         #: Each SendData not fully written yet: what is left of it, its size, when it came.
         self.outgoing: deque[tuple[memoryview, int, float]] = deque()
@@ -344,14 +344,18 @@ class Client(BaseClient[_Transport]):
             # timing moves the throttle): take another turn before waiting.
             return True
         with self._lock:
-            timeout, ready = self._watch()
-        for key, _mask in self._selector.select(timeout):
-            if key.data is None:
-                with contextlib.suppress(BlockingIOError):
-                    while self._wake_r.recv(4096):
-                        pass
-            elif key.data not in ready:
-                ready.append(key.data)
+            timeout, ready, watched = self._watch()
+        try:
+            for key, _mask in self._selector.select(timeout):
+                if key.data is None:
+                    with contextlib.suppress(BlockingIOError):
+                        while self._wake_r.recv(4096):
+                            pass
+                elif key.data not in ready:
+                    ready.append(key.data)
+        finally:
+            for sock in watched:
+                self._selector.unregister(sock)
         for transport in ready:
             with self._lock:
                 if self._transports.is_current(transport):
@@ -389,39 +393,35 @@ class Client(BaseClient[_Transport]):
             name = getattr(self._callback, "__qualname__", type(self._callback).__qualname__)
             _logger.exception("callback %s raised", name)
 
-    def _watch(self) -> tuple[float | None, list[_Transport]]:
-        """Point the selector at what each socket waits for; return the wait and what is ready."""
-        ready = []
+    def _watch(self) -> tuple[float | None, list[_Transport], list[socket.socket]]:
+        """Register each socket for what it waits for, for one select().
+
+        Returns the wait, what is ready already, and the sockets to unregister
+        after the select (at most two, so nothing is kept in step with the
+        selector from one turn to the next).
+        """
+        ready, watched = [], []
         for transport in self._transports.current():
             if (sock := transport.sock) is None:
                 continue
-            if transport.stage == "connecting":
-                wanted = _W
-            elif transport.stage == "tls":
-                wanted = transport.tls_wants
-            else:
+            wanted = transport.wants
+            if transport.stage == "open":
                 # A full event buffer pauses the push socket: backpressure, not loss.
                 reading = not transport.eof and not self._paused(transport)
-                wanted = (_R if reading else 0) | (_W if transport.outgoing else 0)
-                wanted |= transport.extra
+                wanted |= (_R if reading else 0) | (_W if transport.outgoing else 0)
                 # Decrypted bytes waiting inside the SSL object never make
                 # the socket readable: serve them without waiting.
                 if reading and isinstance(sock, ssl.SSLSocket) and sock.pending():
                     ready.append(transport)
-            if wanted != transport.mask:
-                if not transport.mask:
-                    self._selector.register(sock, wanted, transport)
-                elif not wanted:
-                    self._selector.unregister(sock)
-                else:
-                    self._selector.modify(sock, wanted, transport)
-                transport.mask = wanted
+            if wanted:
+                self._selector.register(sock, wanted, transport)
+                watched.append(sock)
         deadline = self.core.get_timer()
         if self._stop_at is not None:
             deadline = self._stop_at if deadline is None else min(deadline, self._stop_at)
         if ready or self._transports.pending:
-            return 0.0, ready
-        return (None if deadline is None else max(0.0, deadline - _clock())), ready
+            return 0.0, ready, watched
+        return (None if deadline is None else max(0.0, deadline - _clock())), ready, watched
 
     def _paused(self, transport: _Transport) -> bool:
         return transport.channel is Channel.SOCKET and self._buffer.full
@@ -476,7 +476,7 @@ class Client(BaseClient[_Transport]):
                 sock.setblocking(False)
                 sock.connect(address)
             except (BlockingIOError, InterruptedError):
-                transport.sock = sock  # in progress: writable once done
+                transport.sock, transport.wants = sock, _W  # in progress: writable once done
                 return
             except OSError as exc:  # refused, unreachable, no IPv6 ...: try the next
                 transport.error = exc
@@ -499,8 +499,6 @@ class Client(BaseClient[_Transport]):
             transport.stage = "open"
             self._report(transport, self.core.transport_opened)
             return
-        # wrap_socket detaches the plain socket: the selector must forget it first.
-        self._unwatch(transport)
         transport.sock = context.wrap_socket(
             sock, server_hostname=transport.command.server_hostname, do_handshake_on_connect=False
         )
@@ -512,12 +510,12 @@ class Client(BaseClient[_Transport]):
         try:
             transport.sock.do_handshake()
         except ssl.SSLWantReadError:
-            transport.tls_wants = _R
+            transport.wants = _R
             return
         except ssl.SSLWantWriteError:
-            transport.tls_wants = _W
+            transport.wants = _W
             return
-        transport.stage = "open"
+        transport.stage, transport.wants = "open", 0
         self._report(transport, self.core.transport_opened)
 
     def _advance(self, transport: _Transport) -> None:
@@ -527,6 +525,7 @@ class Client(BaseClient[_Transport]):
         if transport.stage == "connecting":
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if not error:
+                transport.wants = 0
                 self._connected(transport)
                 return
             transport.error = OSError(error, os.strerror(error))
@@ -535,7 +534,7 @@ class Client(BaseClient[_Transport]):
         elif transport.stage == "tls":
             self._handshake(transport)
         else:
-            transport.extra = 0
+            transport.wants = 0
             self._flush(transport)
             if self._transports.is_current(transport) and not transport.eof:
                 self._read(transport)
@@ -549,7 +548,7 @@ class Client(BaseClient[_Transport]):
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
             return
         except ssl.SSLWantWriteError:
-            transport.extra |= _W
+            transport.wants |= _W
             return
         if data:
             self._report(transport, self.core.receive_data, data)
@@ -567,7 +566,7 @@ class Client(BaseClient[_Transport]):
             except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
                 return
             except ssl.SSLWantReadError:
-                transport.extra |= _R
+                transport.wants |= _R
                 return
             if sent < len(data):
                 transport.outgoing[0] = (data[sent:], size, started)
@@ -584,15 +583,8 @@ class Client(BaseClient[_Transport]):
 
     def _discard(self, transport: _Transport) -> None:
         if transport.sock is not None:
-            self._unwatch(transport)
             transport.sock.close()
             transport.sock = None
-
-    def _unwatch(self, transport: _Transport) -> None:
-        if transport.mask:
-            assert transport.sock is not None
-            self._selector.unregister(transport.sock)
-            transport.mask = 0
 
     def _shutdown(self) -> None:
         """Close every socket, tell the last events, wait for helpers (any thread, once)."""
