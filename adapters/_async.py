@@ -11,7 +11,7 @@ stopping a transport's task, and dialling, reading and writing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from octoproto import (
     Channel,
@@ -42,16 +42,9 @@ class AsyncClient(BaseClient[T]):
     #: What a failed dial, read or write raises (the adapter names its own).
     _errors: tuple[type[BaseException], ...] = (OSError,)
 
-    def __init__(
-        self,
-        core: OctoPrintClient,
-        *,
-        clock: Callable[[], float],
-        make_transport: Callable[[OpenTransport], T],
-        max_queue: int,
-        flag: Callable[[], Flag],
-    ) -> None:
-        super().__init__(core, clock=clock, make_transport=make_transport, max_queue=max_queue)
+    def __init__(self, core: OctoPrintClient, *, flag: Callable[[], Flag], **plumbing: Any) -> None:
+        """``flag`` makes the adapter's :class:`Flag`; ``plumbing``: see :class:`BaseClient`."""
+        super().__init__(core, **plumbing)
         self._wakeup = flag()
         self._events_waiting = flag()
         self._room_in_buffer = flag()
