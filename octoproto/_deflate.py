@@ -1,10 +1,12 @@
 """permessage-deflate (RFC 7692) for the client side, with a bound on inflation.
 
 It plugs into wsproto's frame decoder through wsproto's own extension
-interface, so wsproto still does the frame parsing, while inflation is ours
-for one reason: wsproto's extension inflates without a limit, and a
-"decompression bomb" (a few KiB that inflate to GiBs) must end as a
-:class:`~octoproto.LimitExceeded` event, not as exhausted memory. Every
+interface, and a decoder of our own can call the same inflation methods
+(:meth:`start_message`, :meth:`inflate`, :meth:`finish_message`) directly:
+one inflater per connection, one bound.
+Inflation is ours for one reason: wsproto's extension inflates without a
+limit, and a "decompression bomb" (a few KiB that inflate to GiBs) must end
+as a :class:`~octoproto.LimitExceeded` event, not as exhausted memory. Every
 ``decompress`` call here is capped at what the message may still grow by.
 
 Compression of outgoing messages is here too (:meth:`compress_message`),
@@ -86,16 +88,15 @@ class BoundedPerMessageDeflate(Extension):
         self._frame_is_data = not opcode.iscontrol()
         if self._frame_is_data and self._message_compressed is None:
             self._message_compressed = rsv.rsv1
-            self._inflated = 0
-            if rsv.rsv1 and self._inflater is None:
-                self._inflater = zlib.decompressobj(-self._server_window_bits)
+            if rsv.rsv1:
+                self.start_message()
         return RsvBits(True, False, False)
 
     def frame_inbound_payload_data(self, proto: object, data: bytes) -> bytes | CloseReason:
         """Inflate a chunk of payload, refusing to produce more than the message may hold."""
         if not (self._frame_is_data and self._message_compressed):
             return data
-        return self._inflate(data)
+        return self.inflate(data)
 
     def frame_inbound_complete(self, proto: object, fin: bool) -> bytes | CloseReason | None:
         """At the end of a compressed message, flush the inflater."""
@@ -104,17 +105,21 @@ class BoundedPerMessageDeflate(Extension):
         compressed, self._message_compressed = self._message_compressed, None
         if not compressed:
             return None
-        result = self._inflate(_DEFLATE_TAIL)
-        if self._server_no_context_takeover:
-            self._inflater = None
-        return result
+        return self.finish_message()
 
-    @property
-    def inflated_size(self) -> int:
-        """Bytes inflated so far for the current message (one past the limit once refused)."""
-        return self._inflated
+    # --- inflation: the one path both frame codecs use -----------------------
+    #
+    # wsproto's decoder reaches it through the hooks above; a decoder that
+    # tracks messages itself calls these three directly.
 
-    def _inflate(self, data: bytes) -> bytes | CloseReason:
+    def start_message(self) -> None:
+        """A compressed message begins: its inflation budget is the whole limit again."""
+        self._inflated = 0
+        if self._inflater is None:
+            self._inflater = zlib.decompressobj(-self._server_window_bits)
+
+    def inflate(self, data: bytes) -> bytes | CloseReason:
+        """Inflate a chunk of the current message, refusing to produce more than it may hold."""
         assert self._inflater is not None
         budget = self._max_message_size - self._inflated
         try:
@@ -126,6 +131,18 @@ class BoundedPerMessageDeflate(Extension):
         if len(output) > budget:
             return CloseReason.MESSAGE_TOO_BIG
         return output
+
+    def finish_message(self) -> bytes | CloseReason:
+        """The compressed message's last frame is in: flush the inflater."""
+        result = self.inflate(_DEFLATE_TAIL)
+        if self._server_no_context_takeover:
+            self._inflater = None
+        return result
+
+    @property
+    def inflated_size(self) -> int:
+        """Bytes inflated so far for the current message (one past the limit once refused)."""
+        return self._inflated
 
     # --- outbound -------------------------------------------------------
 

@@ -320,3 +320,33 @@ def test_bytes_message_events_are_compared_as_bytes() -> None:
     (event,) = _codec().receive(bytes(Connection(ConnectionType.SERVER).send(BytesMessage(b"x"))))
     assert event == WsMessage(b"x")
     assert type(event.data) is bytes
+
+
+def test_the_limit_counts_bytes_not_characters() -> None:
+    # 3 characters, 9 bytes: over a limit of 8 although wsproto hands over 3 characters.
+    with pytest.raises(WebSocketFault) as info:
+        _codec(max_message_size=8).receive(server_frame(0x1, "€€€".encode()))
+    assert info.value.size == 9
+    assert _codec(max_message_size=9).receive(server_frame(0x1, "€€€".encode())) != []
+
+
+def test_the_limit_counts_a_character_not_yet_complete() -> None:
+    # wsproto's decoder holds back b"\xe2\x82"; those bytes arrived all the same.
+    codec = _codec(max_message_size=2)
+    assert codec.receive(server_frame(0x1, b"\xe2\x82", fin=False)) == []
+    with pytest.raises(WebSocketFault) as info:
+        codec.receive(server_frame(0x0, b"\xac"))
+    assert (info.value.close_code, info.value.size) == (1009, 3)
+
+
+def test_nothing_is_read_after_a_fault() -> None:
+    codec = _codec(max_message_size=1)
+    with pytest.raises(WebSocketFault):
+        codec.receive(server_frame(0x2, b"ab"))
+    assert codec.receive(server_frame(0x2, b"c")) == []
+
+
+@pytest.mark.parametrize("size", [1023, 1024, 4099])
+def test_mask_payload_on_both_sides_of_the_switch(size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert mask_payload(payload, b"\x9a\x01\xff\x00") == _naive_mask(payload, b"\x9a\x01\xff\x00")
