@@ -1,9 +1,9 @@
 """permessage-deflate (RFC 7692) for the client side, with a bound on inflation.
 
-It plugs into wsproto's frame decoder through wsproto's own extension
-interface, and a decoder of our own can call the same inflation methods
-(:meth:`start_message`, :meth:`inflate`, :meth:`finish_message`) directly:
-one inflater per connection, one bound.
+It plugs into wsproto's frame decoder (the reference codec) through
+wsproto's own extension interface, and the fast codec calls the same
+inflation methods (:meth:`start_message`, :meth:`inflate`,
+:meth:`finish_message`) directly: one inflater per connection, one bound.
 Inflation is ours for one reason: wsproto's extension inflates without a
 limit, and a "decompression bomb" (a few KiB that inflate to GiBs) must end
 as a :class:`~octoproto.LimitExceeded` event, not as exhausted memory. Every
@@ -109,8 +109,8 @@ class BoundedPerMessageDeflate(Extension):
 
     # --- inflation: the one path both frame codecs use -----------------------
     #
-    # wsproto's decoder reaches it through the hooks above; a decoder that
-    # tracks messages itself calls these three directly.
+    # wsproto's decoder reaches it through the hooks above; the fast codec
+    # (``_fastframes``) tracks messages itself and calls these three directly.
 
     def start_message(self) -> None:
         """A compressed message begins: its inflation budget is the whole limit again."""

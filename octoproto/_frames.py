@@ -2,13 +2,15 @@
 
 :class:`FrameCodec` is all the session engine knows of frames: feed it bytes,
 get whole messages and control frames back; ask it for the bytes of a
-message, ping, pong or close. The implementation here decodes with wsproto's
-frame parser (the reference for correctness) and writes client frames
-itself (:class:`ClientFrameWriter`), because wsproto masks outgoing frames
-with ``os.urandom`` and the core must draw every mask from the injected
-entropy to replay byte for byte. A faster decoder can take the hot path
-later by implementing the same interface and sharing the writer, with this
-one kept as its oracle.
+message, ping, pong or close.
+
+Client frames are written here (:class:`ClientFrameWriter`), because wsproto
+masks outgoing frames with ``os.urandom`` and the core must draw every mask
+from the injected entropy to replay byte for byte. Decoding has two
+implementations sharing that writer: :class:`WsprotoFrameCodec` here, on
+wsproto's frame parser (the reference for correctness), and the one
+connections use, :class:`~octoproto._fastframes.FastFrameCodec`, which a
+differential test holds to it.
 """
 
 from __future__ import annotations
@@ -185,7 +187,11 @@ class ClientFrameWriter:
 
 
 class WsprotoFrameCodec(ClientFrameWriter):
-    """Decode server frames with wsproto; write masked client frames ourselves."""
+    """Decode server frames with wsproto; write masked client frames ourselves.
+
+    The reference decoder: :class:`~octoproto._fastframes.FastFrameCodec` is
+    the one connections use, and a differential test holds it to this one.
+    """
 
     def __init__(
         self,

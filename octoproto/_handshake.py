@@ -4,8 +4,9 @@ wsproto has a handshake class of its own, but it draws the
 ``Sec-WebSocket-Key`` nonce from ``os.urandom``; the core must take it from
 the injected entropy so that a recorded session replays byte for byte. So
 the upgrade request is built here with h11 (through :class:`HttpExchange`),
-the response is checked here, and only the post-handshake frame layer is
-handed to wsproto's parser.
+the response is checked here, and the accepted connection gets a frame codec:
+:class:`~octoproto._fastframes.FastFrameCodec`, held to wsproto's parser by a
+differential test.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import base64
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import h11
 
 from ._deflate import BoundedPerMessageDeflate
 from ._errors import LocalProtocolError
-from ._frames import WsprotoFrameCodec
+from ._fastframes import FastFrameCodec
+from ._frames import FrameCodec, WsprotoFrameCodec
 from ._http import HttpExchange, HttpResponse
 
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -56,7 +59,7 @@ class HandshakeResult:
     response: HttpResponse
     subprotocol: str | None
     extensions: tuple[str, ...]
-    codec: WsprotoFrameCodec
+    codec: FrameCodec
 
 
 def check_user_headers(headers: Sequence[tuple[str, str]]) -> None:
@@ -72,6 +75,10 @@ def check_user_headers(headers: Sequence[tuple[str, str]]) -> None:
 
 class ClientHandshake:
     """One upgrade request and the validation of its response."""
+
+    #: The frame codec an accepted upgrade gets. Deliberately not a setting
+    #: (users get one decoder); tests put the reference here to run a session on it.
+    _codec_class: ClassVar[type[FastFrameCodec | WsprotoFrameCodec]] = FastFrameCodec
 
     def __init__(
         self,
@@ -147,7 +154,7 @@ class ClientHandshake:
                 f"the server chose a subprotocol we did not offer: {subprotocol!r}", response
             )
         extensions = self._negotiate_extensions(response)
-        codec = WsprotoFrameCodec(
+        codec = self._codec_class(
             self._entropy,
             self._max_message_size,
             self._deflate if extensions else None,
