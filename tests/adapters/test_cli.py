@@ -56,7 +56,7 @@ SUBPROCESS_TIMEOUT = 20.0
 
 #: ``--seconds`` for runs that should fail at once: a hang ends in a failed test, not a stuck run.
 BOUND = "2"
-#: The same for the TLS failures, shorter while the trio adapter hangs on them (see TRIO_TLS_HANG).
+#: The same for the TLS failures, which fail within milliseconds.
 TLS_BOUND = "1"
 
 #: A human-view line: seconds since start, then the text.
@@ -681,16 +681,7 @@ def test_login_refused_403_with_a_password_from_the_environment_exits_1(
     assert result.kinds[-1] == "login_failed"
 
 
-#: The trio adapter does the TLS handshake lazily, in the reading task, while
-#: its loop task waits in ``send_all`` for the handshake to finish; when it
-#: fails, that wait never ends: no ``connect_failed``, no connect timeout, the
-#: watch runs to ``--seconds`` and exits 0. Reported; the mark is strict, so
-#: the fix shows up as an unexpected pass.
-TRIO_TLS_HANG = pytest.mark.xfail(
-    reason="trio adapter: a failed TLS handshake stalls the loop (send_all waits forever)",
-    strict=True,
-)
-TLS_ADAPTERS = [pytest.param("trio", marks=TRIO_TLS_HANG), "asyncio", "blocking"]
+TLS_ADAPTERS = ["trio", "asyncio", "blocking"]
 
 
 @pytest.mark.parametrize("adapter", TLS_ADAPTERS)
