@@ -171,9 +171,9 @@ class OctoPrintClient(SessionEngine):
         self._session: Secret | None = None
         self._login_blocked = False
         self._csrf_cookies: list[tuple[str, str]] | None = None
-        # Whether the server holds this socket as authenticated: then a new
-        # auth brings no history to confirm it.
-        self._server_authenticated = False
+        # Whether this socket got its history: OctoPrint sends one per socket
+        # (seen on 1.11.8), so a later auth is confirmed by the grace period.
+        self._history_seen = False
 
     # ------------------------------------------------------------------
     # Public surface
@@ -327,7 +327,7 @@ class OctoPrintClient(SessionEngine):
 
     def _on_connection_lost(self, now: float) -> None:
         self._auth_state = AuthState.ANONYMOUS
-        self._server_authenticated = False
+        self._history_seen = False
         self._csrf_cookies = None
 
     def _on_timer(self, name: str, now: float) -> None:
@@ -377,8 +377,10 @@ class OctoPrintClient(SessionEngine):
                 self._on_connected(now)
             elif message_type == "reauthRequired":
                 self._on_reauth_required(payload, now)
-            elif message_type == "history" and self._auth_state is AuthState.AUTHENTICATING:
-                self._authenticated()
+            elif message_type == "history":
+                self._history_seen = True
+                if self._auth_state is AuthState.AUTHENTICATING:
+                    self._authenticated()
             self._emit(PushMessage(message_type, payload))
 
     def _on_connected(self, now: float) -> None:
@@ -417,7 +419,6 @@ class OctoPrintClient(SessionEngine):
         self._clear_timer(_AUTH_GRACE_TIMER)
         # Any other reason leaves the socket anonymous and the session dead:
         # never send it again.
-        self._server_authenticated = False
         self._user = self._session = None
         self._auth_state = AuthState.ANONYMOUS
         if relogin:
@@ -518,7 +519,7 @@ class OctoPrintClient(SessionEngine):
         assert self._user is not None and self._session is not None
         self._write_message(encode_auth(self._user, self._session.reveal()))
         self._auth_state = AuthState.AUTHENTICATING
-        if self._server_authenticated or not self._state_subscribed:
+        if self._history_seen or not self._state_subscribed:
             # No history will confirm it; a reauthRequired within the grace
             # period would refute it.
             self._set_timer(_AUTH_GRACE_TIMER, self._now + 1.0)
@@ -532,7 +533,6 @@ class OctoPrintClient(SessionEngine):
 
     def _authenticated(self) -> None:
         self._auth_state = AuthState.AUTHENTICATED
-        self._server_authenticated = True
         self._clear_timer(_AUTH_GRACE_TIMER)
         assert self._user is not None
         self._emit(Authenticated(self._user))

@@ -488,6 +488,7 @@ class ServerConnection:
         self._throttle = 1
         self._subscription: _Subscription | None = None  # None: not in subscription mode
         self._held_back: deque[tuple[str, str, object]] = deque(maxlen=self._config.max_held_back)
+        self._history_sent = False  # OctoPrint sends history once per socket
         self._pending: tuple[list[object], list[str]] | None = None  # temps, logs for `current`
         self._last_current: float | None = None
         self._current_due: float | None = None
@@ -885,7 +886,10 @@ class ServerConnection:
         self._held_back.clear()
         for kind, name, payload in held:
             self._deliver(kind, name, payload)
-        if self._wants_state():
+        if self._wants_state() and not self._history_sent:
+            # OctoPrint 1.11.8 sends history once per socket: a later auth
+            # (after a logout or a stale session) brings none.
+            self._history_sent = True
             self._push("history", self._server._history(self, now))
             self._push("timelapse", {"type": "off"})
         # Real OctoPrint broadcasts this event; here only this socket gets it.
