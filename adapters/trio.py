@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import math
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 from octoproto import Endpoint, OctoPrintClient, OpenTransport, Secret
 
@@ -149,16 +153,23 @@ async def connect(
     core = octoprint_client(
         url, api_key=api_key, username=username, password=password, endpoint=endpoint, **options
     )
-    async with trio.open_nursery() as nursery:
-        client = Client(core, nursery, ssl_context, max_queue)
-        nursery.start_soon(client._run)
-        try:
-            yield client
-        finally:
-            # disconnect() returns at once if the loop is gone (it crashed).
-            with trio.move_on_after(core.config.close_timeout + 1.0) as cleanup:
-                cleanup.shield = True
-                await client.disconnect()
-            # Every transport task closes its stream as it is cancelled.
-            nursery.cancel_scope.cancel()
-            client._abandon()
+    try:
+        async with trio.open_nursery() as nursery:
+            client = Client(core, nursery, ssl_context, max_queue)
+            nursery.start_soon(client._run)
+            try:
+                yield client
+            finally:
+                # disconnect() returns at once if the loop is gone (it crashed).
+                with trio.move_on_after(core.config.close_timeout + 1.0) as cleanup:
+                    cleanup.shield = True
+                    await client.disconnect()
+                # Every transport task closes its stream as it is cancelled.
+                nursery.cancel_scope.cancel()
+                client._abandon()
+    except BaseExceptionGroup as group:
+        # The nursery is ours, not the user's: an error raised in the block
+        # comes out as it is (``except MyError:`` works), as on asyncio.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -51,19 +51,6 @@ SOON = 3.0
 FAST_RECONNECT = ReconnectSchedule(delays=(0.05,), attempts=None)
 
 
-# Adapter bugs this suite found and that are still open (see the tests that carry them).
-ASYNCIO_DIAL = (
-    "asyncio: leaving the block while asyncio.open_connection() is dialing (with "
-    "happy_eyeballs_delay, CPython's staggered_race) leaves the connected client socket "
-    "open (closed only by the garbage collector, with a ResourceWarning)"
-)
-TRIO_ERROR_GROUP = (
-    "trio: an exception raised inside `async with connect()` comes out wrapped in an "
-    "ExceptionGroup (the adapter's internal nursery), while asyncio and blocking raise it "
-    "as it is"
-)
-
-
 def start(adapter: Facade, sim: SimulatorHandle, **options: Any) -> None:
     """Connect to ``sim`` with its API key and a fast reconnect schedule."""
     options.setdefault("api_key", sim.api_key)
@@ -532,11 +519,6 @@ class Boom(Exception):
     """An error raised inside the ``async with`` / ``with`` block."""
 
 
-def known_bug(request: pytest.FixtureRequest, reason: str) -> None:
-    """This case fails because of an adapter bug: expect it to (strictly)."""
-    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def leave(facade: Facade, sim: SimulatorHandle, how: str) -> None:
     """Leave the block (``how``: close, error or cancel) and check that nothing is left.
 
@@ -595,8 +577,6 @@ def test_leaving_while_dialing_leaves_nothing_running(
 ) -> None:
     # Left at once after connecting, so the dial is under way; the moment
     # varies, so ten rounds, each with a fresh client of the same adapter.
-    if adapter.name == "asyncio":
-        known_bug(request, ASYNCIO_DIAL)
     sim = simulator()
     for round_ in range(10):
         facade = adapter if round_ == 0 else make_facade(adapter.name)
@@ -610,8 +590,6 @@ def test_leaving_while_dialing_leaves_nothing_running(
 def test_an_error_in_the_block_comes_out_as_it_is(
     adapter: Facade, simulator: Simulator, request: pytest.FixtureRequest
 ) -> None:
-    if adapter.name == "trio":
-        known_bug(request, TRIO_ERROR_GROUP)
     sim = simulator()
     start(adapter, sim)
     adapter.events_until(is_event(Authenticated), SOON)

@@ -29,7 +29,7 @@ def crash() -> None:
 async def test_a_crashed_loop_is_left_at_once_with_every_stream_closed() -> None:
     with run_simulator() as sim:
         began = 0.0
-        with trio.fail_after(TIMEOUT), pytest.raises(BaseException) as caught:
+        with trio.fail_after(TIMEOUT), pytest.raises(Bug):
             async with connect(sim.url, api_key=sim.api_key) as client:
                 while not client.is_open:
                     await trio.sleep(0.01)
@@ -40,7 +40,6 @@ async def test_a_crashed_loop_is_left_at_once_with_every_stream_closed() -> None
                 await trio.sleep_forever()  # cancelled by the crash
         # Not close_timeout + 1 s: there is no loop left to wait for.
         assert trio.current_time() - began < 1.0
-        assert caught.group_contains(Bug)  # (the error, and its frames, are still held)
         deadline = time.monotonic() + TIMEOUT
         while sim.connection_count:
             assert time.monotonic() < deadline, "the client's socket was left open"
