@@ -375,22 +375,48 @@ class Job:
     process: subprocess.Popen[bytes]
     started: float
     log: Path
+    seconds: float | None
+    restart: int
 
 
-def start_job(args: argparse.Namespace, target: str, engine: str) -> Job:
+def merge(first: Stats, then: Stats) -> Stats:
+    """The stats of a worker and of its restart, as one run."""
+    signatures = dict(first.signatures)
+    for sig, count in then.signatures.items():
+        signatures[sig] = signatures.get(sig, 0) + count
+    return Stats(
+        target=first.target,
+        engine=first.engine,
+        executions=first.executions + then.executions,
+        seconds=first.seconds + then.seconds,
+        findings=first.findings + then.findings,
+        signatures=signatures,
+        slowest_ms=max(first.slowest_ms, then.slowest_ms),
+        memory_checks=first.memory_checks + then.memory_checks,
+        peak_memory=max(first.peak_memory, then.peak_memory),
+        corpus_before=first.corpus_before,
+        corpus_after=then.corpus_after,
+        crashed="; ".join(text for text in (first.crashed, then.crashed) if text),
+    )
+
+
+def start_job(
+    args: argparse.Namespace, target: str, engine: str, seconds: float | None, restart: int = 0
+) -> Job:
     stats_file = BUILD / "stats" / f"{target}.json"
     stats_file.unlink(missing_ok=True)
     log = BUILD / "logs" / f"{target}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", target]
-    command += ["--engine", engine, "--seed", str(args.seed), "--timeout", str(args.timeout)]
-    if args.seconds is not None:
-        command += ["--seconds", str(args.seconds)]
+    seed = args.seed + restart  # a restart explores afresh
+    command += ["--engine", engine, "--seed", str(seed), "--timeout", str(args.timeout)]
+    if seconds is not None:
+        command += ["--seconds", str(seconds)]
     if args.runs is not None:
         command += ["--runs", str(args.runs)]
-    with log.open("wb") as stderr:
+    with log.open("ab" if restart else "wb") as stderr:
         process = subprocess.Popen(command, stdout=None, stderr=stderr, cwd=ROOT)
-    return Job(target, process, time.monotonic(), log)
+    return Job(target, process, time.monotonic(), log, seconds, restart)
 
 
 def finish_job(job: Job, engine: str) -> Stats:
@@ -421,19 +447,33 @@ def parent(args: argparse.Namespace, targets: list[str]) -> int:
     engine = args.engine
     if engine == "auto":
         engine = "atheris" if have_atheris() else "fallback"
-    bound = (args.seconds or 0) + args.grace if args.runs is None else None
-    queue, running, results = list(targets), list[Job](), list[Stats]()
+    queue, running = list(targets), list[Job]()
+    partial: dict[str, Stats] = {}  # stats of workers that stopped early, by target
+    results: list[Stats] = []
     began = time.monotonic()
     while queue or running:
         while queue and len(running) < args.jobs:
-            running.append(start_job(args, queue.pop(0), engine))
+            running.append(start_job(args, queue.pop(0), engine, args.seconds))
         time.sleep(0.05)
         for job in list(running):
-            if bound is not None and time.monotonic() - job.started > bound:
+            if (
+                job.seconds is not None
+                and time.monotonic() - job.started > job.seconds + args.grace
+            ):
                 job.process.kill()  # our own child, past its bound
-            if job.process.poll() is not None:
-                running.remove(job)
-                results.append(finish_job(job, engine))
+            if job.process.poll() is None:
+                continue
+            running.remove(job)
+            own = finish_job(job, engine)
+            left = None if job.seconds is None else job.seconds - own.seconds
+            stats = merge(partial.pop(job.target), own) if job.target in partial else own
+            # libFuzzer stops at a hang, an OOM or a crash it caught itself:
+            # go on for the time that is left (a few times at most).
+            if own.crashed and left is not None and left > 5 and job.restart < 5:
+                partial[job.target] = stats
+                running.append(start_job(args, job.target, engine, left, job.restart + 1))
+            else:
+                results.append(stats)
     total = time.monotonic() - began
     print(
         f"{'target':18} {'engine':9} {'executions':>11} {'seconds':>8} {'exec/s':>8}"
