@@ -65,8 +65,11 @@ class ReconnectSchedule:
     seconds, then give up.
     """
 
+    #: The delay before each attempt; the last one repeats once the list is used up.
     delays: tuple[float, ...] = OCTOPRINT_RECONNECT_DELAYS
+    #: Give up after this many attempts in a row (``None``: never give up).
     attempts: int | None = len(OCTOPRINT_RECONNECT_DELAYS)
+    #: Spread each delay uniformly over ``delay × (1 ± jitter)``, within [0, 1].
     jitter: float = 0.0
 
     def __post_init__(self) -> None:

@@ -100,9 +100,13 @@ class OctoPrintConfig(SessionConfig):
     arrives) or to call :meth:`OctoPrintClient.send_auth` yourself.
     """
 
+    #: Which websocket endpoint to use: SockJS-framed (default) or raw.
     endpoint: Endpoint = Endpoint.SOCKJS
+    #: An API key (or application key) for a passive login; never shown or logged.
     api_key: Secret | str | None = field(default=None, repr=False)
+    #: The user for an active login (with ``password``).
     username: str | None = None
+    #: The password for an active login; never shown or logged.
     password: Secret | str | None = field(default=None, repr=False)
     #: Ask OctoPrint for a long-lived login (active login only).
     remember: bool = False
