@@ -25,6 +25,7 @@ from ._errors import (
 )
 from ._events import (
     Authenticated,
+    BatchItem,
     BinaryMessage,
     Connected,
     ConnectFailed,
@@ -44,6 +45,7 @@ from ._events import (
     TextMessage,
     ThrottleChanged,
     ThroughputWarning,
+    as_event,
 )
 from ._handlers import HandlerFailure, HandlerRegistry
 from ._octoprint import AuthState, Endpoint, OctoPrintClient, OctoPrintConfig
@@ -58,6 +60,7 @@ __all__ = [
     "TRANSITIONS",
     "AuthState",
     "Authenticated",
+    "BatchItem",
     "BinaryMessage",
     "Channel",
     "CloseTransport",
@@ -102,4 +105,5 @@ __all__ = [
     "Trigger",
     "Usage",
     "WebSocketClient",
+    "as_event",
 ]

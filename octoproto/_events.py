@@ -6,6 +6,7 @@ API key, session id or ``auth`` message appears in any field or ``repr``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -228,3 +229,32 @@ class ThrottleChanged(Event):
 
     factor: int
     previous: int
+
+
+# --- the batch path ---------------------------------------------------------------
+
+#: An item of :meth:`~octoproto.SessionEngine.next_batch`: an event, or the bare
+#: payload of a plain WebSocket message (``str`` for text, ``bytes`` for binary).
+BatchItem = Event | str | bytes
+
+# TextMessage and BinaryMessage are frozen dataclasses with slots, whose
+# __init__ stores the field through object.__setattr__ (a third of the cost of
+# the object). as_event() sets the slot itself: the same frozen, equal object.
+_new = object.__new__
+_set_text: Callable[[TextMessage, str], None] = TextMessage.__dict__["text"].__set__
+_set_data: Callable[[BinaryMessage, bytes], None] = BinaryMessage.__dict__["data"].__set__
+
+
+def as_event(item: BatchItem) -> Event:
+    """The event for an item of a batch: a bare ``str`` is a :class:`TextMessage`,
+    bare ``bytes`` a :class:`BinaryMessage`, and an event is itself."""
+    kind = type(item)
+    if kind is str:
+        text: TextMessage = _new(TextMessage)
+        _set_text(text, item)  # type: ignore[arg-type]
+        return text
+    if kind is bytes:
+        binary: BinaryMessage = _new(BinaryMessage)
+        _set_data(binary, item)  # type: ignore[arg-type]
+        return binary
+    return item  # type: ignore[return-value]

@@ -7,8 +7,12 @@ the same input in one pass over the bytes of each :meth:`receive` call:
 
 * The common frame — final, unfragmented, unmasked text or binary with a
   1- or 2-byte length, whole in the buffer, no message in progress — is
-  checked with two byte compares and sliced straight into a
-  :class:`~octoproto._frames.WsMessage` (``bytes.decode`` for text).
+  checked with two byte compares and sliced straight into the list of
+  messages (``bytes.decode`` for text): :meth:`FastFrameCodec.receive_raw`,
+  which the session uses, makes no object per message; control frames go
+  to a list of their own with their place among the messages.
+  :meth:`FastFrameCodec.receive` merges the two into ordered
+  :class:`~octoproto._frames.WsMessage` events for the differential test.
 * Everything else goes through :meth:`FastFrameCodec._frame`, which makes
   wsproto's checks in wsproto's order (so that the first fault in a stream
   is the one wsproto reports, with the same close code and text).
@@ -54,12 +58,14 @@ from ._frames import (
     CLOSE_NO_STATUS,
     CLOSE_PROTOCOL_ERROR,
     ClientFrameWriter,
+    Received,
     WebSocketFault,
     WsClose,
+    WsControl,
     WsEvent,
-    WsMessage,
     WsPing,
     WsPong,
+    merge_events,
 )
 
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -75,13 +81,6 @@ _LOCAL_ONLY_CLOSE_CODES = frozenset({1005, 1006, 1015})
 _TOO_BIG = "message exceeds max_message_size"
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
-
-# WsMessage is a frozen dataclass with slots: its __init__ stores the field
-# through object.__setattr__, which is a third of the hot path's time per
-# message. The hot path makes the same object by setting the slot itself
-# (equal, hashable and frozen as ever; a test holds it to WsMessage(...)).
-_new_message = object.__new__
-_set_message_data: Callable[[WsMessage, str | bytes], None] = WsMessage.__dict__["data"].__set__
 
 
 def _protocol_error(detail: str) -> WebSocketFault:
@@ -120,30 +119,41 @@ class FastFrameCodec(ClientFrameWriter):
         As with the reference codec, the fault carries the events decoded
         before it, and after a close frame or a fault nothing more is decoded.
         """
+        return merge_events(*self.receive_raw(data))
+
+    def receive_raw(self, data: bytes) -> Received:
+        """:meth:`receive` as the payloads of the messages, and the control frames apart.
+
+        Each control frame comes with the number of messages decoded before
+        it. A fault is raised as by :meth:`receive`, with the ordered events.
+        """
+        messages: list[str | bytes] = []
+        controls: list[tuple[int, WsControl]] = []
         if self._done:
-            return []
+            return messages, controls
         if self._leftover:
             data = self._leftover + data
             self._leftover = b""
         elif type(data) is not bytes:
             data = bytes(data)
-        events: list[WsEvent] = []
         try:
-            self._decode(data, events)
+            self._decode(data, messages, controls)
         except UnicodeDecodeError as exc:
             fault = WebSocketFault(CLOSE_INVALID_DATA, str(exc))
         except WebSocketFault as exc:
             fault = exc
         else:
-            return events
+            return messages, controls
         self._done = True
-        fault.events = events
+        fault.events = merge_events(messages, controls)
         raise fault
 
-    def _decode(self, data: bytes, events: list[WsEvent]) -> None:
+    def _decode(
+        self, data: bytes, messages: list[str | bytes], controls: list[tuple[int, WsControl]]
+    ) -> None:
         n = len(data)
-        pos = self._payload(data, 0, events) if self._in_frame else 0
-        append = events.append
+        pos = self._payload(data, 0, messages) if self._in_frame else 0
+        append = messages.append
         limit = self._max_message_size
         idle = not self._message_opcode  # no fragmented message in progress
         while n - pos > 1:
@@ -158,9 +168,7 @@ class FastFrameCodec(ClientFrameWriter):
                     end = start + second
                     if end <= n and second <= limit:
                         payload = data[start:end]
-                        message = _new_message(WsMessage)
-                        _set_message_data(message, payload.decode() if first == 0x81 else payload)
-                        append(message)
+                        append(payload.decode() if first == 0x81 else payload)
                         pos = end
                         continue
                 elif second == 126 and n - pos > 3:
@@ -169,19 +177,23 @@ class FastFrameCodec(ClientFrameWriter):
                     end = start + length
                     if end <= n and 125 < length <= limit:
                         payload = data[start:end]
-                        message = _new_message(WsMessage)
-                        _set_message_data(message, payload.decode() if first == 0x81 else payload)
-                        append(message)
+                        append(payload.decode() if first == 0x81 else payload)
                         pos = end
                         continue
-            pos = self._frame(data, pos, events)
+            pos = self._frame(data, pos, messages, controls)
             if pos < 0:
                 return
             idle = not self._message_opcode
         if pos < n:
             self._leftover = data[pos:]
 
-    def _frame(self, data: bytes, pos: int, events: list[WsEvent]) -> int:
+    def _frame(
+        self,
+        data: bytes,
+        pos: int,
+        messages: list[str | bytes],
+        controls: list[tuple[int, WsControl]],
+    ) -> int:
         """Read the frame at ``pos``; the position after what was used, or -1 to stop.
 
         The checks are wsproto's, in wsproto's order (``FrameDecoder.parse_header``,
@@ -234,11 +246,11 @@ class FastFrameCodec(ClientFrameWriter):
                 return self._wait(data, pos)
             payload = data[start:end]
             if opcode == _PING:
-                events.append(WsPing(payload))
+                controls.append((len(messages), WsPing(payload)))
             elif opcode == _PONG:
-                events.append(WsPong(payload))
+                controls.append((len(messages), WsPong(payload)))
             else:
-                events.append(_close(payload))
+                controls.append((len(messages), _close(payload)))
                 self._done = True  # nothing after a close frame is read
                 return -1
             return end
@@ -267,14 +279,14 @@ class FastFrameCodec(ClientFrameWriter):
         self._first_piece = True
         self._frame_fin = fin
         self._frame_compressed = compressed
-        return self._payload(data, start, events)
+        return self._payload(data, start, messages)
 
     def _wait(self, data: bytes, pos: int) -> int:
         # An incomplete header or control frame: keep it for the next call.
         self._leftover = data[pos:]
         return -1
 
-    def _payload(self, data: bytes, pos: int, events: list[WsEvent]) -> int:
+    def _payload(self, data: bytes, pos: int, messages: list[str | bytes]) -> int:
         """Hand the streamed frame the payload bytes at ``pos``; the position after them.
 
         Like wsproto, a piece is whatever payload has arrived (an empty piece
@@ -326,7 +338,7 @@ class FastFrameCodec(ClientFrameWriter):
         self._message_opcode = 0
         self._message_size = 0
         self._text = None
-        events.append(WsMessage(part))
+        messages.append(part)
         return end
 
     def _inflate(self, data: bytes) -> bytes:

@@ -66,6 +66,36 @@ class WsClose:
 
 
 WsEvent = WsMessage | WsPing | WsPong | WsClose
+WsControl = WsPing | WsPong | WsClose
+#: What :meth:`FrameCodec.receive_raw` returns: the complete messages' payloads,
+#: and each control frame with the number of messages that came before it.
+Received = tuple[list[str | bytes], list[tuple[int, WsControl]]]
+
+
+def merge_events(
+    messages: list[str | bytes], controls: list[tuple[int, WsControl]]
+) -> list[WsEvent]:
+    """The ordered events of a :data:`Received` pair (what ``receive()`` returns)."""
+    events: list[WsEvent] = []
+    done = 0
+    for index, control in controls:
+        events.extend(WsMessage(data) for data in messages[done:index])
+        events.append(control)
+        done = index
+    events.extend(WsMessage(data) for data in messages[done:])
+    return events
+
+
+def split_events(events: list[WsEvent]) -> Received:
+    """The :data:`Received` pair of ordered events (the inverse of :func:`merge_events`)."""
+    messages: list[str | bytes] = []
+    controls: list[tuple[int, WsControl]] = []
+    for event in events:
+        if isinstance(event, WsMessage):
+            messages.append(event.data)
+        else:
+            controls.append((len(messages), event))
+    return messages, controls
 
 
 class WebSocketFault(Exception):
@@ -88,6 +118,14 @@ class FrameCodec(Protocol):
 
     def receive(self, data: bytes) -> list[WsEvent]:
         """Decode ``data``; return the complete events. Raise :class:`WebSocketFault`."""
+
+    def receive_raw(self, data: bytes) -> Received:
+        """:meth:`receive` without an object per message: what the session uses.
+
+        The messages' payloads in order, and the control frames with where
+        they fall among them; a fault is raised exactly as by :meth:`receive`
+        (its ``events`` ordered as ever).
+        """
 
     def message(self, payload: str | bytes) -> bytes:
         """The bytes of one data message (text for ``str``, binary for ``bytes``)."""
@@ -251,6 +289,10 @@ class WsprotoFrameCodec(ClientFrameWriter):
         self._failed = True
         fault.events = events
         raise fault
+
+    def receive_raw(self, data: bytes) -> Received:
+        """:meth:`receive`, split into messages and control frames."""
+        return split_events(self.receive(data))
 
     def _collect(self, part: str | bytes, finished: bool) -> WsMessage | None:
         # wsproto hands over partial frames as bytes arrive, so the size is

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ._config import SessionConfig
 from ._errors import LocalProtocolError
-from ._events import BinaryMessage, TextMessage
 from ._frames import CLOSE_GOING_AWAY
 from ._session import SessionEngine
 
@@ -38,8 +37,7 @@ class WebSocketClient(SessionEngine):
             raise LocalProtocolError(f"message of {len(payload)} bytes exceeds max_message_size")
         self._send_user_message(payload)
 
-    def _on_websocket_message(self, data: str | bytes, now: float) -> None:
-        if isinstance(data, str):
-            self._emit(TextMessage(data))
-        else:
-            self._emit(BinaryMessage(data))
+    def _on_websocket_messages(self, messages: list[str | bytes], now: float) -> None:
+        # Kept as the bare payloads: next_event() makes the TextMessage or
+        # BinaryMessage, next_batch() hands them over as they are.
+        self._events.extend(messages)

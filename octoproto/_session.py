@@ -29,6 +29,7 @@ from ._commands import Channel, CloseTransport, Command, OpenTransport, SendData
 from ._config import SessionConfig
 from ._errors import LocalProtocolError, NotConnectedError, SendQueueFullError
 from ._events import (
+    BatchItem,
     Connected,
     ConnectFailed,
     Disconnected,
@@ -41,6 +42,7 @@ from ._events import (
     ReconnectScheduled,
     SendFailed,
     ThroughputWarning,
+    as_event,
 )
 from ._frames import (
     CLOSE_ABNORMAL,
@@ -50,8 +52,8 @@ from ._frames import (
     FrameCodec,
     WebSocketFault,
     WsClose,
-    WsMessage,
     WsPing,
+    split_events,
 )
 from ._handshake import ClientHandshake, HandshakeRejected, check_user_headers
 from ._http import HttpExchange, HttpFault, HttpResponse
@@ -163,7 +165,9 @@ class SessionEngine:
         check_user_headers(config.headers)  # type: ignore[arg-type]
         self._state = SessionState.IDLE
         self._now = -math.inf
-        self._events: deque[Event] = deque()
+        # Events, and (plain WebSocket) the bare payloads of messages, which
+        # become TextMessage/BinaryMessage only when taken as events.
+        self._events: deque[BatchItem] = deque()
         self._commands: deque[Command] = deque()
         self._timers: dict[str, float] = {}
         self._attempt = 0
@@ -218,7 +222,31 @@ class SessionEngine:
 
     def next_event(self) -> Event | None:
         """The next event for the user, or ``None`` when there is none."""
-        return self._events.popleft() if self._events else None
+        return as_event(self._events.popleft()) if self._events else None
+
+    def next_events(self) -> list[Event]:
+        """Every event waiting for the user, in order (``next_event()`` until ``None``)."""
+        items = self._events
+        if not items:
+            return []
+        events = [as_event(item) for item in items]
+        items.clear()
+        return events
+
+    def next_batch(self) -> list[BatchItem]:
+        """Every event waiting, in order, with a plain WebSocket's messages as bare payloads.
+
+        The same as :meth:`next_events` except that each message of a
+        :class:`~octoproto.WebSocketClient` is its ``str`` (text) or
+        ``bytes`` (binary) rather than a :class:`~octoproto.TextMessage` or
+        :class:`~octoproto.BinaryMessage` (:func:`~octoproto.as_event` makes
+        the event of an item). No object is made per message, which is what
+        makes the adapters' batch path fast. Other dialects' items are all
+        events.
+        """
+        batch = list(self._events)
+        self._events.clear()
+        return batch
 
     def next_command(self) -> Command | None:
         """The next command for the transport, or ``None`` when there is none."""
@@ -441,6 +469,17 @@ class SessionEngine:
         self._session_ready(now)
         self._accept_user_messages()
 
+    def _on_websocket_messages(self, messages: list[str | bytes], now: float) -> None:
+        """Complete messages arrived, in order (state OPENING or OPEN).
+
+        By default each goes to :meth:`_on_websocket_message`, until one of
+        them ends the connection. A dialect may take the whole run at once.
+        """
+        for data in messages:
+            if self._codec is None:
+                return  # a message ended the connection: the rest is not read
+            self._on_websocket_message(data, now)
+
     def _on_websocket_message(self, data: str | bytes, now: float) -> None:
         """A complete message arrived (state OPENING or OPEN)."""
         raise NotImplementedError
@@ -621,12 +660,15 @@ class SessionEngine:
             self._transfer_started_at = now
         self._transfer_bytes += len(data)
         try:
-            events = self._codec.receive(data)
+            # The payloads of the messages, with no object per message (the
+            # hot path), and the control frames with their place among them.
+            messages, controls = self._codec.receive_raw(data)
         except WebSocketFault as exc:
             # What came before the fault is delivered first: how the bytes were
             # cut into chunks must not change what the user gets.
-            fault, events = exc, exc.events
-        if any(isinstance(event, WsMessage) for event in events):
+            fault = exc
+            messages, controls = split_events(exc.events)
+        if messages:
             # A message is complete: that transfer took from the input that
             # brought its first byte to this one. (A message that starts in
             # this chunk and ends later is timed from the next chunk on.)
@@ -634,24 +676,32 @@ class SessionEngine:
             self._us_recv += round(seconds * 1e6)
             self._check_transfer("recv", self._transfer_bytes, seconds)
             self._transfer_started_at, self._transfer_bytes = None, 0
-        for event in events:
+        # In order: each run of messages, then the control frame after it.
+        done = 0
+        for index, control in controls:
+            if index > done:
+                self._deliver_messages(messages[done:index], now)
+                done = index
             if self._codec is None:
                 return  # an earlier event in this batch ended the connection
-            if isinstance(event, WsMessage):
-                if self._state is not SessionState.CLOSING:
-                    self._on_websocket_message(event.data, now)
-            elif isinstance(event, WsPing):
+            if isinstance(control, WsPing):
                 if self._state is not SessionState.CLOSING:  # nothing may follow our close
-                    self._write(self._codec.pong(event.payload))
-            elif isinstance(event, WsClose):
-                self._receive_close(event, now)
+                    self._write(self._codec.pong(control.payload))
+            elif isinstance(control, WsClose):
+                self._receive_close(control, now)
             # A pong needs nothing: arriving at all re-armed the link timers.
+        if done < len(messages):
+            self._deliver_messages(messages[done:] if done else messages, now)
         if fault is not None and self._codec is not None:
             if fault.size is not None:
                 self._emit(
                     LimitExceeded("max_message_size", fault.size, self._config.max_message_size)
                 )
             self._protocol_error("websocket", fault.detail, now, fault.close_code)
+
+    def _deliver_messages(self, messages: list[str | bytes], now: float) -> None:
+        if self._codec is not None and self._state is not SessionState.CLOSING:
+            self._on_websocket_messages(messages, now)
 
     def _receive_close(self, close: WsClose, now: float) -> None:
         if self._state is SessionState.CLOSING:
