@@ -116,7 +116,11 @@ class BoundedPerMessageDeflate(Extension):
         """A compressed message begins: its inflation budget is the whole limit again."""
         self._inflated = 0
         if self._inflater is None:
-            self._inflater = zlib.decompressobj(-self._server_window_bits)
+            # Always the largest window: it inflates whatever the server's
+            # window is, and the outcome never depends on how the bytes were
+            # cut. With the negotiated one, zlib let a reference beyond it
+            # through within one decompress call and refused it across two.
+            self._inflater = zlib.decompressobj(-_WINDOW_BITS)
 
     def inflate(self, data: bytes) -> bytes | CloseReason:
         """Inflate a chunk of the current message, refusing to produce more than it may hold."""
