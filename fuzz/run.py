@@ -51,7 +51,9 @@ if str(ROOT) not in sys.path:
 from fuzz.targets import TARGETS  # noqa: E402  (after the path set-up)
 
 FUZZ_DIR = ROOT / "fuzz"
-BUILD = ROOT / "build" / "fuzz"
+#: Where runs keep their state (generated corpus, findings, stats, logs); --work changes it.
+DEFAULT_WORK = ROOT / "build" / "fuzz"
+BUILD = DEFAULT_WORK
 #: Every this-many executions one runs under tracemalloc, against the memory budget.
 MEMORY_SAMPLE = 97
 #: Peak Python memory one execution may use: a base plus a multiple of the input size.
@@ -174,7 +176,7 @@ class Recorder:
             path = self._dir / f"{name}-{hashlib.sha1(data).hexdigest()[:12]}"
             path.write_bytes(data)
             tail = "".join(traceback.format_exception(exc, limit=-6)).rstrip()
-            print(f"FINDING {stats.target} {sig} -> {path.relative_to(ROOT)}\n{tail}", flush=True)
+            print(f"FINDING {stats.target} {sig} -> {path}\n{tail}", flush=True)
         self.save(time.monotonic())
 
     def save(self, now: float) -> None:
@@ -410,6 +412,7 @@ def start_job(
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", target]
     seed = args.seed + restart  # a restart explores afresh
     command += ["--engine", engine, "--seed", str(seed), "--timeout", str(args.timeout)]
+    command += ["--work", str(BUILD)]
     if seconds is not None:
         command += ["--seconds", str(seconds)]
     if args.runs is not None:
@@ -490,7 +493,7 @@ def parent(args: argparse.Namespace, targets: list[str]) -> int:
         for sig, count in stats.signatures.items():
             print(f"    {count:>8} x {sig}")
         if stats.crashed:
-            log = (BUILD / "logs" / f"{stats.target}.log").relative_to(ROOT)
+            log = BUILD / "logs" / f"{stats.target}.log"
             print(f"    stopped early: {stats.crashed} (see {log})")
     print(f"total {total:.1f} s")
     if args.json:
@@ -532,9 +535,17 @@ def main(argv: list[str] | None = None) -> int:
         "--grace", type=float, default=60.0, help="seconds past --seconds before a worker is killed"
     )
     parser.add_argument("--json", help="append one JSON line of stats per target to this file")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=DEFAULT_WORK,
+        help="working directory: generated corpus, findings, stats, logs (default build/fuzz)",
+    )
     parser.add_argument("--replay", nargs="+", metavar="FILE", help="run these inputs once")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global BUILD  # noqa: PLW0603  (one setting for the whole process)
+    BUILD = args.work.resolve()
     if args.worker:
         return worker(args)
     if args.list:

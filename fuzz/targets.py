@@ -31,6 +31,7 @@ from octoproto import (
     SessionState,
     WebSocketClient,
 )
+from octoproto import _frames as frames_module
 from octoproto._frames import (
     CLOSE_MESSAGE_TOO_BIG,
     WebSocketFault,
@@ -156,9 +157,22 @@ def _live_codec_is_reference() -> bool:
     return getattr(ClientHandshake, "_codec_class", WsprotoFrameCodec) is WsprotoFrameCodec
 
 
-def _decode(codec: object, chunks: list[bytes], limit: int) -> tuple[list[object], int | None]:
-    """Feed ``chunks``; the events up to the first fault, and the fault's close code."""
+def _decode(
+    codec: object, chunks: list[bytes], limit: int, *, raw: bool = False
+) -> tuple[list[object], int | None]:
+    """Feed ``chunks``; the events up to the first fault, and the fault's close code.
+
+    ``raw``: through ``receive_raw`` (what the session uses, when the codec
+    has it), its payloads and control frames merged back into events.
+    """
     receive: Callable[[bytes], list[object]] = codec.receive  # type: ignore[attr-defined]
+    receive_raw = getattr(codec, "receive_raw", None)
+    merge = getattr(frames_module, "merge_events", None)
+    if raw and receive_raw is not None and merge is not None:
+
+        def receive(chunk: bytes) -> list[object]:
+            return list(merge(*receive_raw(chunk)))
+
     events: list[object] = []
     for chunk in chunks:
         try:
@@ -193,7 +207,8 @@ def target_frames(data: bytes) -> None:
     selector, cut_seed = r.u8(), r.u8()
     payload, limit = r.rest(), _limit(selector)
     whole, whole_fault = _decode(codec_for(selector), [payload], limit)
-    chunked, chunked_fault = _decode(codec_for(selector), _split(cut_seed, payload), limit)
+    cuts = _split(cut_seed, payload)
+    chunked, chunked_fault = _decode(codec_for(selector), cuts, limit, raw=True)
     for event in whole:
         if not isinstance(event, WsMessage | WsPing | WsPong | WsClose):
             raise Violation("unknown-frame-event", repr(event)[:80])
@@ -214,7 +229,6 @@ def target_frames(data: bytes) -> None:
             f" chunked: {len(chunked)} events, fault {chunked_fault}",
         )
     if not _live_codec_is_reference():
-        cuts = _split(cut_seed, payload)
         for chunks, events, fault in (
             ([payload], whole, whole_fault),
             (cuts, chunked, chunked_fault),

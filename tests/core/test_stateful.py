@@ -19,11 +19,13 @@ outbound queue stays within ``max_queued_messages``; ``SendData`` only on an
 open transport, never after our close frame, and only valid frames; every
 accepted user message sent, queued or handed back exactly once.
 
-Bounded for CI: ``max_examples`` 150, ``stateful_step_count`` 50.
+Bounded for CI: ``max_examples`` 150 (``OCTOPROTO_STATEFUL_EXAMPLES``
+overrides it), ``stateful_step_count`` 50.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -62,8 +64,9 @@ from octoproto import (  # noqa: E402
     WebSocketClient,
 )
 
+# Bounded for CI; OCTOPROTO_STATEFUL_EXAMPLES=5000 for a long local hunt.
 SETTINGS = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("OCTOPROTO_STATEFUL_EXAMPLES", "150")),
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
