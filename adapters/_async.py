@@ -24,7 +24,7 @@ from octoproto import (
     SessionState,
 )
 
-from ._common import BaseClient, T
+from ._common import BaseClient, BaseSession, C, T
 
 
 class Flag(Protocol):
@@ -36,13 +36,13 @@ class Flag(Protocol):
     async def wait(self) -> object: ...
 
 
-class AsyncClient(BaseClient[T]):
-    """The part of the trio and asyncio ``Client`` that is the same on both."""
+class AsyncSession(BaseSession[T, C]):
+    """The part of the trio and asyncio ``Session`` that is the same on both (any core)."""
 
     #: What a failed dial, read or write raises (the adapter names its own).
     _errors: tuple[type[BaseException], ...] = (OSError,)
 
-    def __init__(self, core: OctoPrintClient, *, flag: Callable[[], Flag], **plumbing: Any) -> None:
+    def __init__(self, core: C, *, flag: Callable[[], Flag], **plumbing: Any) -> None:
         """``flag`` makes the adapter's :class:`Flag`; ``plumbing``: see :class:`BaseClient`."""
         super().__init__(core, **plumbing)
         self._wakeup = flag()
@@ -52,23 +52,7 @@ class AsyncClient(BaseClient[T]):
         self._ended = False  # the loop has ended: left, cancelled or crashed
         self._feed(core.connect)
 
-    # --- the user's surface (core, state, is_open, on, off: see BaseClient) ----
-
-    async def send_message(self, message_type: str, payload: object) -> None:
-        """Send ``{message_type: payload}`` (validated; queued while disconnected)."""
-        self._call(self.core.send_message, message_type, payload)
-
-    async def send_auth(self, user: str, session: str | Secret) -> None:
-        """Authenticate the socket with a session from ``POST /api/login``."""
-        self._call(self.core.send_auth, user, session)
-
-    async def subscribe(self, subscription: dict[str, object]) -> None:
-        """Replace the subscription (kept for reconnects)."""
-        self._call(self.core.subscribe, subscription)
-
-    async def set_throttle(self, factor: int) -> None:
-        """Set the throttle factor (kept for reconnects)."""
-        self._call(self.core.set_throttle, factor)
+    # --- the user's surface (core, state, is_open, call, on_batch: see BaseSession)
 
     async def reconnect(self) -> None:
         """Drop the connection and dial again at once (also after a close for good)."""
@@ -153,14 +137,14 @@ class AsyncClient(BaseClient[T]):
                 self._stop(transport)
 
     def _deliver(self) -> bool:
-        """Hand every event to the handlers and the iterators; return whether there was any."""
-        events = self._next_events()
-        for event in events:
-            self._run_handlers(event)
-            self._buffer.push(event)
-        if events:
-            self._events_waiting.set()
-        return bool(events)
+        """Hand every event to the batch callback, handlers and iterators; whether there was any."""
+        batch = self._next_batch()
+        if not batch:
+            return False
+        self._dispatch(batch)
+        self._buffer.extend(batch)
+        self._events_waiting.set()
+        return True
 
     async def _send(self, transport: T, data: bytes) -> None:
         started = self._clock()
@@ -226,3 +210,25 @@ class AsyncClient(BaseClient[T]):
     async def _write(self, transport: T, data: bytes) -> None:
         """All of ``data``, returning once it is handed on to the OS."""
         raise NotImplementedError
+
+
+class AsyncClient(AsyncSession[T, OctoPrintClient], BaseClient[T]):
+    """The part of the trio and asyncio ``Client`` (OctoPrint) that is the same on both."""
+
+    # --- the user's surface (core, state, is_open, on, off: see BaseClient) ----
+
+    async def send_message(self, message_type: str, payload: object) -> None:
+        """Send ``{message_type: payload}`` (validated; queued while disconnected)."""
+        self._call(self.core.send_message, message_type, payload)
+
+    async def send_auth(self, user: str, session: str | Secret) -> None:
+        """Authenticate the socket with a session from ``POST /api/login``."""
+        self._call(self.core.send_auth, user, session)
+
+    async def subscribe(self, subscription: dict[str, object]) -> None:
+        """Replace the subscription (kept for reconnects)."""
+        self._call(self.core.subscribe, subscription)
+
+    async def set_throttle(self, factor: int) -> None:
+        """Set the throttle factor (kept for reconnects)."""
+        self._call(self.core.set_throttle, factor)

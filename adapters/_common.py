@@ -18,11 +18,21 @@ Two rules hold in every adapter, because they are written once, here:
   The loop then carries the queue out in order (sends, closes, opens).
 * **One event buffer** (:class:`EventBuffer`) for iterators, with one rule
   for buffering, dropping and backpressure.
+* **One delivery** (:meth:`BaseSession._dispatch`): everything the core has
+  after an input is taken in one call (``next_batch()``) and goes, in order,
+  to the batch callback (:meth:`BaseSession.on_batch`), the dialect's
+  handlers and the event buffer.
+
+:class:`BaseSession` drives any core (a ``SessionEngine``: plain WebSocket,
+OctoPrint ...); :class:`BaseClient` adds OctoPrint's handlers on top. Each
+adapter's ``open_session(core)`` is the entry point for any core, and its
+``connect(url)`` the OctoPrint one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import ssl
 import threading
@@ -31,6 +41,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from octoproto import (
+    BatchItem,
     Channel,
     CloseTransport,
     Command,
@@ -41,7 +52,9 @@ from octoproto import (
     OpenTransport,
     PushMessage,
     Secret,
+    SessionEngine,
     SessionState,
+    as_event,
 )
 
 #: Bytes asked of the OS per read.
@@ -51,6 +64,13 @@ DEFAULT_MAX_QUEUE = 1024
 
 H = TypeVar("H", bound=Callable[[PushMessage], object])
 R = TypeVar("R")
+#: The core an adapter drives: any dialect.
+C = TypeVar("C", bound=SessionEngine)
+#: What :meth:`BaseSession.on_batch` registers.
+BatchCallback = Callable[[list[BatchItem]], object]
+
+# A batch callback is a handler: its errors go where the handlers' do.
+_logger = logging.getLogger("octoproto.handlers")
 
 
 def octoprint_client(
@@ -82,10 +102,19 @@ def describe_error(exc: BaseException) -> str:
     """A transport error as the reason given to the core: ``"Type: message"``.
 
     An explicit cause is added in parentheses: trio reports a failed TLS
-    handshake as a ``BrokenResourceError`` whose cause says why.
+    handshake as a ``BrokenResourceError`` whose cause says why. A cause
+    that is an exception group is told by what is in it: trio's failed dial
+    is an ``OSError`` caused by a group of each address's error (the
+    refusal), and the group's own message says only how many there were.
     """
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text if exc.__cause__ is None else f"{text} ({describe_error(exc.__cause__)})"
+    cause = exc.__cause__
+    if cause is None:
+        return text
+    inner = getattr(cause, "exceptions", None)  # an exception group (no 3.10 builtin)
+    if isinstance(inner, tuple) and inner:
+        return f"{text} ({'; '.join(dict.fromkeys(describe_error(error) for error in inner))})"
+    return f"{text} ({describe_error(cause)})"
 
 
 def tls_context(
@@ -133,7 +162,7 @@ class Transports(Generic[T]):
     for it, so an adapter that carries out the queue releases every one.
     """
 
-    def __init__(self, core: OctoPrintClient, make: Callable[[OpenTransport], T]) -> None:
+    def __init__(self, core: SessionEngine, make: Callable[[OpenTransport], T]) -> None:
         self._core = core
         self._make = make
         self._current: dict[Channel, T] = {}
@@ -208,7 +237,9 @@ class EventBuffer:
         self.max_queue = max_queue
         self._buffering = True
         self._iterators = 0
-        self._events: deque[Event] = deque()
+        # Events, and a plain WebSocket's messages as bare payloads (see
+        # ``next_batch()``): each becomes its event when an iterator takes it.
+        self._events: deque[BatchItem] = deque()
 
     def start(self) -> None:
         """An iterator starts: buffer (again) from now on."""
@@ -235,9 +266,18 @@ class EventBuffer:
             self._buffering = False  # no iterator came: never pause reading for none
             self._events.clear()
 
+    def extend(self, items: list[BatchItem]) -> None:
+        """:meth:`push` each of ``items``, in one step."""
+        if not self._buffering:
+            return
+        self._events.extend(items)
+        if not self._iterators and len(self._events) >= self.max_queue:
+            self._buffering = False
+            self._events.clear()
+
     def pop(self) -> Event | None:
         """The oldest waiting event, or ``None``."""
-        return self._events.popleft() if self._events else None
+        return as_event(self._events.popleft()) if self._events else None
 
     @property
     def full(self) -> bool:
@@ -245,20 +285,20 @@ class EventBuffer:
         return bool(self._iterators) and len(self._events) >= self.max_queue
 
 
-class BaseClient(Generic[T]):
-    """The part of every adapter's ``Client`` that needs no I/O: the core, its state, handlers.
+class BaseSession(Generic[T, C]):
+    """The part of every adapter's session that needs no I/O: the core, its state, delivery.
 
-    It also holds the plumbing every call into the core goes through
-    (:meth:`_call`, :meth:`_feed`, :meth:`_report`): under the adapter's lock
-    if it has one (the blocking adapter's), each is followed by
-    :meth:`Transports.take` and :meth:`_wake`. The methods that send or wait
-    differ per adapter (``async`` or not), so each adapter's ``Client`` adds
-    them.
+    It drives any core (a :class:`~octoproto.SessionEngine`). It also holds
+    the plumbing every call into the core goes through (:meth:`call`,
+    :meth:`_feed`, :meth:`_report`): under the adapter's lock if it has one
+    (the blocking adapter's), each is followed by :meth:`Transports.take`
+    and :meth:`_wake`. The methods that send or wait differ per adapter
+    (``async`` or not), so each adapter's ``Session`` adds them.
     """
 
     def __init__(
         self,
-        core: OctoPrintClient,
+        core: C,
         *,
         clock: Callable[[], float],
         make_transport: Callable[[OpenTransport], T],
@@ -278,6 +318,7 @@ class BaseClient(Generic[T]):
             contextlib.nullcontext() if lock is None else threading.Lock()
         )
         self._transports = Transports(core, make_transport)
+        self._on_batch: BatchCallback | None = None
 
     @property
     def state(self) -> SessionState:
@@ -289,30 +330,49 @@ class BaseClient(Generic[T]):
         """Whether the session is up."""
         return self.core.is_open
 
-    def on(self, message_type: str, handler: H | None = None) -> Any:
-        """Register a handler for ``message_type`` (or ``"*"``); also a decorator.
+    def on_batch(self, callback: BatchCallback | None) -> None:
+        """Hand everything the core has after each input to ``callback``, as one list.
 
-        Handlers are plain functions called with each :class:`~octoproto.PushMessage`
-        by the adapter (on its loop or its thread), one message at a time;
-        how long they take drives the throttle.
+        The fast path, beside iteration and handlers: ``callback(batch)`` is
+        called on the loop (the loop thread, for the blocking adapter) with
+        the core's ``next_batch()``, that is every event in order, with a
+        plain WebSocket's messages as their bare ``str`` / ``bytes`` (no
+        object per message; :func:`~octoproto.as_event` makes the event of
+        an item). An exception it raises is logged on ``octoproto.handlers``
+        (not the batch). Iterators and handlers still get everything.
+        ``None`` removes it.
         """
-        with self._handlers_lock:
-            if handler is not None:
-                return self.core.handlers.on(message_type, handler)
-            self.core.handlers.on(message_type)  # refuses a bad name now, not at decoration
+        if callback is not None and not callable(callback):
+            raise TypeError("the batch callback must be callable")
+        self._on_batch = callback
 
-        def register(function: H) -> H:
-            self.on(message_type, function)
-            return function
+    def call(self, method: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Call an input method of :attr:`core` (``send``, ``subscribe`` ...) and carry it out.
 
-        return register
+        Every call into the core from the user's side goes through here (or
+        a method that wraps it): the core's commands are taken at once and
+        the loop wakes to carry them out. Never blocks. For a method that
+        takes ``now``, see :meth:`feed`.
+        """
+        return self._call(method, *args, **kwargs)
 
-    def off(
-        self, message_type: str, handler: Callable[[PushMessage], object] | None = None
-    ) -> None:
-        """Remove a handler (or all handlers of ``message_type``)."""
-        with self._handlers_lock:
-            self.core.handlers.off(message_type, handler)
+    def feed(self, method: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """:meth:`call` with ``now=`` the adapter's clock (``login``, ``reconnect`` ...)."""
+        return self._feed(method, *args, **kwargs)
+
+    def _dispatch(self, batch: list[BatchItem]) -> None:
+        """Deliver one batch (outside the lock): batch callback, handlers, iterators."""
+        callback = self._on_batch
+        if callback is not None:
+            try:
+                callback(batch)
+            except Exception:
+                name = getattr(callback, "__qualname__", type(callback).__qualname__)
+                _logger.exception("batch callback %s raised", name)
+        self._run_handlers(batch)
+
+    def _run_handlers(self, batch: list[BatchItem]) -> None:
+        """The dialect's handlers for a batch (none for a plain core)."""
 
     # --- every call into the core goes through these -------------------------
 
@@ -362,10 +422,10 @@ class BaseClient(Generic[T]):
             self._feed(self.core.disconnect, code=code, reason=reason)
             return True
 
-    def _next_events(self) -> list[Event]:
-        """Every event the core has for the user, in order."""
+    def _next_batch(self) -> list[BatchItem]:
+        """Everything the core has for the user, in order (see ``next_batch()``)."""
         with self._lock:
-            return list(iter(self.core.next_event, None))
+            return self.core.next_batch()
 
     def _abandon(self) -> None:
         """The client is leaving and its transports are gone (or going): tell the core.
@@ -378,14 +438,44 @@ class BaseClient(Generic[T]):
         for transport in self._transports.current():
             self._report(transport, self.core.transport_failed, "the client is leaving")
 
-    def _run_handlers(self, event: Event) -> None:
-        """Run the user's handlers for a push message and report their time to the throttle.
+
+class BaseClient(BaseSession[T, OctoPrintClient]):
+    """:class:`BaseSession` on an OctoPrint core, with its handlers (``on``/``off``)."""
+
+    def on(self, message_type: str, handler: H | None = None) -> Any:
+        """Register a handler for ``message_type`` (or ``"*"``); also a decorator.
+
+        Handlers are plain functions called with each :class:`~octoproto.PushMessage`
+        by the adapter (on its loop or its thread), one message at a time;
+        how long they take drives the throttle.
+        """
+        with self._handlers_lock:
+            if handler is not None:
+                return self.core.handlers.on(message_type, handler)
+            self.core.handlers.on(message_type)  # refuses a bad name now, not at decoration
+
+        def register(function: H) -> H:
+            self.on(message_type, function)
+            return function
+
+        return register
+
+    def off(
+        self, message_type: str, handler: Callable[[PushMessage], object] | None = None
+    ) -> None:
+        """Remove a handler (or all handlers of ``message_type``)."""
+        with self._handlers_lock:
+            self.core.handlers.off(message_type, handler)
+
+    def _run_handlers(self, batch: list[BatchItem]) -> None:
+        """Run the user's handlers for each push message and report their time to the throttle.
 
         Handler errors are logged by the registry and do not stop the others.
         The handlers run outside the adapter's lock, so they may call the
         client, or wait for a thread that does; only the report takes it.
         """
-        if isinstance(event, PushMessage):
-            started = self._clock()
-            self.core.handlers.dispatch(event.type, event)
-            self._feed(self.core.message_processed, self._clock() - started)
+        for event in batch:
+            if isinstance(event, PushMessage):
+                started = self._clock()
+                self.core.handlers.dispatch(event.type, event)
+                self._feed(self.core.message_processed, self._clock() - started)

@@ -23,16 +23,16 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
 
 from octoproto import Endpoint, OctoPrintClient, OpenTransport, Secret
 
-from ._async import AsyncClient
-from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, Transport, octoprint_client, tls_context
+from ._async import AsyncClient, AsyncSession
+from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, Transport, octoprint_client, tls_context
 
-__all__ = ["Client", "connect"]
+__all__ = ["Client", "Session", "connect", "open_session"]
 
 # asyncio runs a timer up to one clock tick early (it compares against
 # ``time() + resolution``). Waking before the core's deadline would find no
@@ -51,15 +51,13 @@ class _Transport(Transport):
         self.task: asyncio.Task[None] | None = None
 
 
-class Client(AsyncClient[_Transport]):
-    """A live OctoPrint push socket on asyncio. Get one from :func:`connect`."""
+class Session(AsyncSession[_Transport, C]):
+    """A live session of any core on asyncio. Get one from :func:`open_session`."""
 
     # ssl.SSLError is an OSError; named for the reader.
     _errors = (OSError, ssl.SSLError)
 
-    def __init__(
-        self, core: OctoPrintClient, ssl_context: ssl.SSLContext | None, max_queue: int
-    ) -> None:
+    def __init__(self, core: C, ssl_context: ssl.SSLContext | None, max_queue: int) -> None:
         self._loop = asyncio.get_running_loop()
         self._ssl_context = ssl_context
         self._tasks: set[asyncio.Task[None]] = set()
@@ -185,6 +183,48 @@ class Client(AsyncClient[_Transport]):
             raise asyncio.CancelledError
 
 
+class Client(Session[OctoPrintClient], AsyncClient[_Transport]):
+    """A live OctoPrint push socket on asyncio. Get one from :func:`connect`."""
+
+
+S = TypeVar("S", bound=Session[Any])
+
+
+@asynccontextmanager
+async def _run(make: Callable[[], S]) -> AsyncIterator[S]:
+    """Start the session ``make()`` builds, and close it when the block is left."""
+    client = make()
+    try:
+        yield client
+    except asyncio.CancelledError:
+        if client._failure is None:
+            raise
+        # The cancellation was ours (a task crashed): raise its error below
+        # instead, and keep Python 3.11+'s cancellation count balanced.
+        uncancel = getattr(client._host, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
+    finally:
+        await client._aclose()
+    if client._failure is not None:
+        raise client._failure
+
+
+def open_session(
+    core: C, *, ssl_context: ssl.SSLContext | None = None, max_queue: int = DEFAULT_MAX_QUEUE
+) -> AbstractAsyncContextManager[Session[C]]:
+    """Drive any core (``WebSocketClient``, ``OctoPrintClient`` ...) on asyncio's loop.
+
+    The lower-level entry point under :func:`connect`: the same loop, the
+    same guarantees on leaving the block, for a core built by the caller
+    (``core.connect()`` is called for you). The session has the surface
+    every dialect shares: ``async for``, :meth:`~Session.on_batch`,
+    :meth:`~Session.call` (e.g. ``session.call(core.send, "hi")``),
+    ``reconnect``, ``disconnect``, ``state``, ``is_open``, ``core``.
+    """
+    return _run(lambda: Session(core, ssl_context, max_queue))
+
+
 @asynccontextmanager
 async def connect(
     url: str,
@@ -211,18 +251,5 @@ async def connect(
     core = octoprint_client(
         url, api_key=api_key, username=username, password=password, endpoint=endpoint, **options
     )
-    client = Client(core, ssl_context, max_queue)
-    try:
+    async with _run(lambda: Client(core, ssl_context, max_queue)) as client:
         yield client
-    except asyncio.CancelledError:
-        if client._failure is None:
-            raise
-        # The cancellation was ours (a task crashed): raise its error below
-        # instead, and keep Python 3.11+'s cancellation count balanced.
-        uncancel = getattr(client._host, "uncancel", None)
-        if uncancel is not None:
-            uncancel()
-    finally:
-        await client._aclose()
-    if client._failure is not None:
-        raise client._failure

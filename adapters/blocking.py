@@ -36,9 +36,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from octoproto import (
+    BatchItem,
     Channel,
     CloseTransport,
     Endpoint,
@@ -56,16 +57,31 @@ from ._common import (
     DEFAULT_MAX_QUEUE,
     READ_SIZE,
     BaseClient,
+    BaseSession,
+    C,
     Transport,
     describe_error,
     octoprint_client,
     tls_context,
 )
 
-__all__ = ["Callback", "Client", "EventIterator", "connect"]
+__all__ = [
+    "Callback",
+    "Client",
+    "EventIterator",
+    "Session",
+    "SessionCallback",
+    "connect",
+    "open_session",
+]
 
 #: The ``callback`` of :func:`connect`: each message, then ``None`` once closed for good.
 Callback = Callable[[PushMessage | None], object]
+#: The ``callback`` of :func:`open_session`: each message (a
+#: :class:`~octoproto.PushMessage`, or a plain WebSocket message's ``str`` /
+#: ``bytes``), then ``None`` once closed for good.
+SessionCallback = Callable[[PushMessage | str | bytes | None], object]
+_S = TypeVar("_S", bound="Session[Any]")
 
 _logger = logging.getLogger("octoproto.adapters.blocking")
 _clock = time.monotonic
@@ -110,8 +126,8 @@ class EventIterator:
     Also a context manager that closes it on exit.
     """
 
-    def __init__(self, client: Client, timeout: float | None) -> None:
-        self._client: Client | None = client
+    def __init__(self, client: Session[Any], timeout: float | None) -> None:
+        self._client: Session[Any] | None = client
         self._timeout = timeout
         client._iterating(True)
 
@@ -141,8 +157,8 @@ class EventIterator:
         self.close()
 
 
-class Client(BaseClient[_Transport]):
-    """A live OctoPrint push socket on a background thread. Get one from :func:`connect`.
+class Session(BaseSession[_Transport, C]):
+    """A live session of any core on a background thread. Get one from :func:`open_session`.
 
     Every method is thread-safe. Handlers and the callback run on the loop
     thread; there, :meth:`disconnect` and :meth:`close` only start closing
@@ -152,10 +168,10 @@ class Client(BaseClient[_Transport]):
 
     def __init__(
         self,
-        core: OctoPrintClient,
+        core: C,
         ssl_context: ssl.SSLContext | None,
         max_queue: int,
-        callback: Callback | None,
+        callback: Callable[[Any], object] | None,
     ) -> None:
         lock = threading.RLock()  # re-entrant: the core's hooks may call back in
         super().__init__(
@@ -180,23 +196,7 @@ class Client(BaseClient[_Transport]):
             target=self._run, name=f"octoproto-blocking-{next(_names)}", daemon=False
         )
 
-    # --- the user's surface (core, state, is_open, on, off: see BaseClient) ----
-
-    def send_message(self, message_type: str, payload: object) -> None:
-        """Send ``{message_type: payload}`` (validated; queued while disconnected)."""
-        self._call(self.core.send_message, message_type, payload)
-
-    def send_auth(self, user: str, session: str | Secret) -> None:
-        """Authenticate the socket with a session from ``POST /api/login``."""
-        self._call(self.core.send_auth, user, session)
-
-    def subscribe(self, subscription: dict[str, object]) -> None:
-        """Replace the subscription (kept for reconnects)."""
-        self._call(self.core.subscribe, subscription)
-
-    def set_throttle(self, factor: int) -> None:
-        """Set the throttle factor (kept for reconnects)."""
-        self._call(self.core.set_throttle, factor)
+    # --- the user's surface (core, state, is_open, call, on_batch: see BaseSession)
 
     def reconnect(self) -> None:
         """Drop the connection and dial again at once (also after a close for good)."""
@@ -284,7 +284,7 @@ class Client(BaseClient[_Transport]):
                 self._buffer.stop()
                 self._wake()  # reading may have paused for this iterator
 
-    def __enter__(self) -> Client:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -330,7 +330,7 @@ class Client(BaseClient[_Transport]):
         """One turn: commands, events, one wait for I/O or time. False: stop."""
         with self._lock:
             self._execute()
-            events = self._next_events()
+            events = self.core.next_batch()
             closed = self.core.state is SessionState.CLOSED
             generation = self._generation
             stop = self._stop_at is not None and (closed or _clock() >= self._stop_at)
@@ -363,14 +363,17 @@ class Client(BaseClient[_Transport]):
         self._feed(self.core.handle_timer)
         return True
 
-    def _deliver(self, events: list[Event]) -> None:
-        for event in events:
-            self._run_handlers(event)
-            with self._cond:
-                self._buffer.push(event)
-                self._cond.notify_all()
-            if isinstance(event, PushMessage):
-                self._call_back(event)
+    def _deliver(self, batch: list[BatchItem]) -> None:
+        if not batch:
+            return
+        self._dispatch(batch)
+        with self._cond:
+            self._buffer.extend(batch)
+            self._cond.notify_all()
+        if self._callback is not None:
+            for item in batch:
+                if isinstance(item, (PushMessage, str, bytes)):
+                    self._call_back(item)
 
     def _report_closed(self, generation: int) -> None:
         # The callback hears of each close once, before wait() returns.
@@ -383,7 +386,7 @@ class Client(BaseClient[_Transport]):
                 self._closed = True
                 self._cond.notify_all()
 
-    def _call_back(self, message: PushMessage | None) -> None:
+    def _call_back(self, message: PushMessage | str | bytes | None) -> None:
         if self._callback is None:
             return
         try:
@@ -600,12 +603,60 @@ class Client(BaseClient[_Transport]):
             if self._wake_w is not None:
                 self._wake_w.close()
                 self._wake_w = None
-            events = self._next_events()
+            events = self.core.next_batch()
             generation = self._generation
         self._deliver(events)
         for resolver in self._resolvers:
             resolver.join()  # a lookup cannot be cancelled, only waited for
         self._report_closed(generation)
+
+
+class Client(Session[OctoPrintClient], BaseClient[_Transport]):
+    """A live OctoPrint push socket on a background thread. Get one from :func:`connect`.
+
+    Every method is thread-safe (see :class:`Session`).
+    """
+
+    # --- the user's surface (core, state, is_open, on, off: see BaseClient) ----
+
+    def send_message(self, message_type: str, payload: object) -> None:
+        """Send ``{message_type: payload}`` (validated; queued while disconnected)."""
+        self._call(self.core.send_message, message_type, payload)
+
+    def send_auth(self, user: str, session: str | Secret) -> None:
+        """Authenticate the socket with a session from ``POST /api/login``."""
+        self._call(self.core.send_auth, user, session)
+
+    def subscribe(self, subscription: dict[str, object]) -> None:
+        """Replace the subscription (kept for reconnects)."""
+        self._call(self.core.subscribe, subscription)
+
+    def set_throttle(self, factor: int) -> None:
+        """Set the throttle factor (kept for reconnects)."""
+        self._call(self.core.set_throttle, factor)
+
+
+def open_session(
+    core: C,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    callback: SessionCallback | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+) -> Session[C]:
+    """Drive any core (``WebSocketClient``, ``OctoPrintClient`` ...) on a background thread.
+
+    The lower-level entry point under :func:`connect`: the same loop and
+    thread, for a core built by the caller (``core.connect()`` is called
+    for you). ``callback`` gets each message (a plain WebSocket's as its
+    ``str`` / ``bytes``: Qore's message callback) and ``None`` once closed.
+    The session has the surface every dialect shares: :meth:`~Session.events`,
+    :meth:`~Session.on_batch`, :meth:`~Session.call` (e.g.
+    ``session.call(core.send, "hi")``), ``reconnect``, ``disconnect``,
+    ``wait``, ``close``, ``state``, ``is_open``, ``core``.
+    """
+    session = Session(core, ssl_context, max_queue, callback)
+    session._start()
+    return session
 
 
 def connect(

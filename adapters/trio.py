@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import ssl
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
 
 import trio
 
@@ -24,10 +24,10 @@ if sys.version_info < (3, 11):
 
 from octoproto import Endpoint, OctoPrintClient, OpenTransport, Secret
 
-from ._async import AsyncClient
-from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, Transport, octoprint_client, tls_context
+from ._async import AsyncClient, AsyncSession
+from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, Transport, octoprint_client, tls_context
 
-__all__ = ["Client", "connect"]
+__all__ = ["Client", "Session", "connect", "open_session"]
 
 
 class _Flag:
@@ -59,14 +59,14 @@ class _Transport(Transport):
         self.scope = trio.CancelScope()
 
 
-class Client(AsyncClient[_Transport]):
-    """A live OctoPrint push socket on trio. Get one from :func:`connect`."""
+class Session(AsyncSession[_Transport, C]):
+    """A live session of any core on trio. Get one from :func:`open_session`."""
 
     _errors = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
 
     def __init__(
         self,
-        core: OctoPrintClient,
+        core: C,
         nursery: trio.Nursery,
         ssl_context: ssl.SSLContext | None,
         max_queue: int,
@@ -127,6 +127,54 @@ class Client(AsyncClient[_Transport]):
         await transport.stream.send_all(data)
 
 
+class Client(Session[OctoPrintClient], AsyncClient[_Transport]):
+    """A live OctoPrint push socket on trio. Get one from :func:`connect`."""
+
+
+S = TypeVar("S", bound=Session[Any])
+
+
+@asynccontextmanager
+async def _run(close_timeout: float, make: Callable[[trio.Nursery], S]) -> AsyncIterator[S]:
+    """Start the session ``make(nursery)`` builds, and close it when the block is left."""
+    try:
+        async with trio.open_nursery() as nursery:
+            client = make(nursery)
+            nursery.start_soon(client._run)
+            try:
+                yield client
+            finally:
+                # disconnect() returns at once if the loop is gone (it crashed).
+                with trio.move_on_after(close_timeout + 1.0) as cleanup:
+                    cleanup.shield = True
+                    await client.disconnect()
+                # Every transport task closes its stream as it is cancelled.
+                nursery.cancel_scope.cancel()
+                client._abandon()
+    except BaseExceptionGroup as group:
+        # The nursery is ours, not the user's: an error raised in the block
+        # comes out as it is (``except MyError:`` works), as on asyncio.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+def open_session(
+    core: C, *, ssl_context: ssl.SSLContext | None = None, max_queue: int = DEFAULT_MAX_QUEUE
+) -> AbstractAsyncContextManager[Session[C]]:
+    """Drive any core (``WebSocketClient``, ``OctoPrintClient`` ...) in a trio nursery.
+
+    The lower-level entry point under :func:`connect`: the same loop, the
+    same guarantees on leaving the block, for a core built by the caller
+    (``core.connect()`` is called for you). The session has the surface
+    every dialect shares: ``async for``, :meth:`~Session.on_batch`,
+    :meth:`~Session.call` (e.g. ``session.call(core.send, "hi")``),
+    ``reconnect``, ``disconnect``, ``state``, ``is_open``, ``core``.
+    """
+    close_timeout = core.config.close_timeout
+    return _run(close_timeout, lambda nursery: Session(core, nursery, ssl_context, max_queue))
+
+
 @asynccontextmanager
 async def connect(
     url: str,
@@ -153,23 +201,6 @@ async def connect(
     core = octoprint_client(
         url, api_key=api_key, username=username, password=password, endpoint=endpoint, **options
     )
-    try:
-        async with trio.open_nursery() as nursery:
-            client = Client(core, nursery, ssl_context, max_queue)
-            nursery.start_soon(client._run)
-            try:
-                yield client
-            finally:
-                # disconnect() returns at once if the loop is gone (it crashed).
-                with trio.move_on_after(core.config.close_timeout + 1.0) as cleanup:
-                    cleanup.shield = True
-                    await client.disconnect()
-                # Every transport task closes its stream as it is cancelled.
-                nursery.cancel_scope.cancel()
-                client._abandon()
-    except BaseExceptionGroup as group:
-        # The nursery is ours, not the user's: an error raised in the block
-        # comes out as it is (``except MyError:`` works), as on asyncio.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+    make = lambda nursery: Client(core, nursery, ssl_context, max_queue)  # noqa: E731
+    async with _run(core.config.close_timeout, make) as client:
+        yield client
