@@ -1,17 +1,21 @@
-"""What the trio and asyncio adapters share: the ``async`` surface, the loop, the transport task.
+"""What the trio and asyncio adapters share: the ``async`` surface, the loop, the transport tasks.
 
 Both adapters run the same loop (carry out the core's commands, hand its
 events to handlers and to ``async for``, sleep until input or the core's
-deadline) and the same task per transport (dial, report, read). Neither is
-tied to an event loop library: each adapter supplies the few primitives that
+deadline) and the same two tasks per transport: one dials, reports and
+reads; one writes what the loop queued for it. The loop never waits for a
+write: a server that stops reading stalls a transport's writer, never the
+loop and the core's timers (which then find the dead link). Neither is tied
+to an event loop library: each adapter supplies the few primitives that
 differ, a clearable :class:`Flag`, sleeping until a deadline, starting and
-stopping a transport's task, and dialling, reading and writing.
+stopping a transport's tasks, and dialling, reading and writing.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from octoproto import (
     Channel,
@@ -24,7 +28,12 @@ from octoproto import (
     SessionState,
 )
 
-from ._common import BaseClient, BaseSession, C, T
+from ._common import BaseClient, BaseSession, C, Transport
+
+#: Seconds a transport the core closed may still take to write what was queued
+#: before the close (a close frame) to a server that does not read; then it is
+#: dropped with what is left.
+CLOSE_GRACE = 1.0
 
 
 class Flag(Protocol):
@@ -34,6 +43,22 @@ class Flag(Protocol):
     def clear(self) -> None: ...
     def is_set(self) -> bool: ...
     async def wait(self) -> object: ...
+
+
+class AsyncTransport(Transport):
+    """A transport of the async adapters, with the writes queued for its writer task."""
+
+    def __init__(self, command: OpenTransport, flag: Flag) -> None:
+        super().__init__(command)
+        #: Each ``SendData``'s bytes, in order, until written.
+        self.outgoing: deque[bytes] = deque()
+        #: Set when something is queued, or the transport is closing.
+        self.has_output = flag
+        #: The core closed it: the writer stops it once ``outgoing`` is out.
+        self.closing = False
+
+
+T = TypeVar("T", bound=AsyncTransport)
 
 
 class AsyncSession(BaseSession[T, C]):
@@ -105,7 +130,7 @@ class AsyncSession(BaseSession[T, C]):
     async def _run(self) -> None:
         try:
             while True:
-                await self._execute()
+                self._execute()
                 if self._deliver():
                     # Handlers may have called the core (a reply, a throttle
                     # change): carry that out now, not at the next input.
@@ -126,15 +151,21 @@ class AsyncSession(BaseSession[T, C]):
             self._closed.set()
             self._events_waiting.set()
 
-    async def _execute(self) -> None:
+    def _execute(self) -> None:
         while (entry := self._transports.next()) is not None:
             command, transport = entry
             if isinstance(command, OpenTransport):
                 self._start(transport)
             elif isinstance(command, SendData):
-                await self._send(transport, command.data)
+                transport.outgoing.append(command.data)
+                transport.has_output.set()
             else:
-                self._stop(transport)
+                # The writer stops the transport once what was queued before
+                # the close is out (a close frame goes out); a server that
+                # does not read gets CLOSE_GRACE seconds.
+                transport.closing = True
+                transport.has_output.set()
+                self._stop(transport, CLOSE_GRACE)
 
     def _deliver(self) -> bool:
         """Hand every event to the batch callback, handlers and iterators; whether there was any."""
@@ -146,15 +177,31 @@ class AsyncSession(BaseSession[T, C]):
         self._events_waiting.set()
         return True
 
-    async def _send(self, transport: T, data: bytes) -> None:
-        started = self._clock()
-        try:
-            await self._write(transport, data)
-        except self._errors as exc:
-            self._fail(transport, exc)
-            return
-        if transport.channel is Channel.SOCKET:
-            self._feed(self.core.io_completed, "send", len(data), self._clock() - started)
+    async def _write_all(self, transport: T) -> None:
+        """A transport's writer task: what the loop queued, in order; then stop the transport.
+
+        It stops the transport (:meth:`_stop`) once the core has closed it
+        and everything queued before the close is written. After a failed
+        write it drops what is queued: the core closes the transport.
+        """
+        while True:
+            if not transport.outgoing:
+                if transport.closing:
+                    break
+                transport.has_output.clear()  # no await since the check
+                await transport.has_output.wait()
+                continue
+            data = transport.outgoing[0]
+            started = self._clock()
+            try:
+                await self._write(transport, data)
+            except self._errors as exc:
+                transport.outgoing.clear()
+                self._fail(transport, exc)
+                continue
+            transport.outgoing.popleft()
+            self._completed(transport, len(data), self._clock() - started)
+        self._stop(transport, 0.0)
 
     async def _serve(self, transport: T) -> None:
         """A transport's task: dial, then read, until there is nothing more to report.
@@ -192,11 +239,15 @@ class AsyncSession(BaseSession[T, C]):
         raise NotImplementedError
 
     def _start(self, transport: T) -> None:
-        """Start the transport's task: :meth:`_serve`, then wait to be stopped; close at the end."""
+        """Start the transport's tasks.
+
+        One runs :meth:`_serve`, then waits to be stopped, and closes the
+        stream as it ends; the other runs :meth:`_write_all`.
+        """
         raise NotImplementedError
 
-    def _stop(self, transport: T) -> None:
-        """Stop the transport's task (it closes its stream); never blocks."""
+    def _stop(self, transport: T, delay: float) -> None:
+        """Stop the transport's tasks ``delay`` seconds from now at the latest; never blocks."""
         raise NotImplementedError
 
     async def _dial(self, transport: T) -> None:

@@ -414,6 +414,16 @@ class BaseSession(Generic[T, C]):
         """Report that ``transport`` could not be opened or broke."""
         return self._report(transport, self.core.transport_failed, describe_error(exc))
 
+    def _completed(self, transport: T, nbytes: int, seconds: float) -> None:
+        """Report one ``SendData`` of the push socket written (``io_completed``).
+
+        Only while the transport is current, like every transport input: a
+        write the old socket finishes must not count for the new one.
+        """
+        with self._lock:
+            if transport.channel is Channel.SOCKET and self._transports.is_current(transport):
+                self._feed(self.core.io_completed, "send", nbytes, seconds)
+
     def _disconnect(self, code: int | None = None, reason: str = "") -> bool:
         """Start closing for good, if there is anything to close; return whether there was."""
         with self._lock:

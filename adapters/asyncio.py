@@ -29,8 +29,8 @@ from typing import Any, TypeVar
 
 from octoproto import Endpoint, OctoPrintClient, OpenTransport, Secret
 
-from ._async import AsyncClient, AsyncSession
-from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, Transport, octoprint_client, tls_context
+from ._async import AsyncClient, AsyncSession, AsyncTransport
+from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, octoprint_client, tls_context
 
 __all__ = ["Client", "Session", "connect", "open_session"]
 
@@ -41,14 +41,16 @@ __all__ = ["Client", "Session", "connect", "open_session"]
 _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
-class _Transport(Transport):
-    """A transport's streams and the task that dials and reads them."""
+class _Transport(AsyncTransport):
+    """A transport's streams and its tasks: one dials and reads, one writes."""
 
     def __init__(self, command: OpenTransport) -> None:
-        super().__init__(command)
+        super().__init__(command, asyncio.Event())
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
+        self.write_task: asyncio.Task[None] | None = None
+        self.stop_later: asyncio.TimerHandle | None = None
 
 
 class Session(AsyncSession[_Transport, C]):
@@ -88,10 +90,18 @@ class Session(AsyncSession[_Transport, C]):
 
     def _start(self, transport: _Transport) -> None:
         transport.task = self._spawn(self._transport_task(transport))
+        transport.write_task = self._spawn(self._write_all(transport))
 
-    def _stop(self, transport: _Transport) -> None:
-        if transport.task is not None:
-            transport.task.cancel()
+    def _stop(self, transport: _Transport, delay: float) -> None:
+        if delay > 0:
+            if transport.stop_later is None:
+                transport.stop_later = self._loop.call_later(delay, self._stop, transport, 0.0)
+            return
+        if transport.stop_later is not None:
+            transport.stop_later.cancel()
+        for task in (transport.task, transport.write_task):
+            if task is not None:
+                task.cancel()
 
     async def _transport_task(self, transport: _Transport) -> None:
         # The task owns the socket: it is closed before the task ends, so

@@ -575,8 +575,7 @@ class Session(BaseSession[_Transport, C]):
                 transport.outgoing[0] = (data[sent:], size, started)
                 continue
             transport.outgoing.popleft()
-            if transport.channel is Channel.SOCKET:
-                self._feed(self.core.io_completed, "send", size, _clock() - started)
+            self._completed(transport, size, _clock() - started)
 
     def _guarded(self, transport: _Transport, step: Callable[[_Transport], None]) -> None:
         try:

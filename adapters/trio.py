@@ -1,8 +1,8 @@
 """The trio adapter: ``async with connect(url, ...) as client``.
 
 The adapter only moves bytes, time and events between trio and the core: one
-task runs the loop and one task per open transport dials and reads (both
-shared with the asyncio adapter, in ``_async.py``). Every protocol decision
+task runs the loop, and two tasks per open transport dial and read, and write
+(all shared with the asyncio adapter, in ``_async.py``). Every protocol decision
 (reconnects, timeouts, login, throttle) is the core's. What is trio's own is
 here: streams, cancel scopes and the nursery, which also makes every task
 and stream end with the ``async with`` block.
@@ -24,8 +24,8 @@ if sys.version_info < (3, 11):
 
 from octoproto import Endpoint, OctoPrintClient, OpenTransport, Secret
 
-from ._async import AsyncClient, AsyncSession
-from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, Transport, octoprint_client, tls_context
+from ._async import AsyncClient, AsyncSession, AsyncTransport
+from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, octoprint_client, tls_context
 
 __all__ = ["Client", "Session", "connect", "open_session"]
 
@@ -50,13 +50,14 @@ class _Flag:
         await self._event.wait()
 
 
-class _Transport(Transport):
-    """A transport's stream and the cancel scope of the task that dials and reads it."""
+class _Transport(AsyncTransport):
+    """A transport's stream and the cancel scopes of its tasks (reader, writer)."""
 
     def __init__(self, command: OpenTransport) -> None:
-        super().__init__(command)
+        super().__init__(command, _Flag())
         self.stream: trio.abc.Stream | None = None
         self.scope = trio.CancelScope()
+        self.write_scope = trio.CancelScope()
 
 
 class Session(AsyncSession[_Transport, C]):
@@ -87,9 +88,18 @@ class Session(AsyncSession[_Transport, C]):
 
     def _start(self, transport: _Transport) -> None:
         self._nursery.start_soon(self._transport_task, transport)
+        self._nursery.start_soon(self._writer_task, transport)
 
-    def _stop(self, transport: _Transport) -> None:
-        transport.scope.cancel()
+    def _stop(self, transport: _Transport, delay: float) -> None:
+        for scope in (transport.scope, transport.write_scope):
+            if delay <= 0:
+                scope.cancel()
+            else:
+                scope.deadline = min(scope.deadline, trio.current_time() + delay)
+
+    async def _writer_task(self, transport: _Transport) -> None:
+        with transport.write_scope:
+            await self._write_all(transport)
 
     async def _transport_task(self, transport: _Transport) -> None:
         # The task owns the stream: it is closed when the task ends, however

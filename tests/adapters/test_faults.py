@@ -57,6 +57,7 @@ from octoproto import (
     ReconnectSchedule,
     ReconnectScheduled,
     SendFailed,
+    SendQueueFullError,
     SessionState,
 )
 from octoproto.testing import ServerConnection
@@ -264,6 +265,40 @@ def test_server_silent_is_a_dead_link(adapter: Facade, faults: Faults) -> None:
     assert "dead link" in lost.reason, lost
     stamp = next(t for t, e in adapter.log if e is lost)
     assert 0.25 <= stamp - began < 1.5, stamp - began
+
+
+def fill(adapter: Facade, count: int = 200) -> int:
+    """Send up to ``count`` 64 KiB messages (13 MB: more than the OS buffers on loopback).
+
+    Stops early when the core refuses one (its queue is full); returns how
+    many it took.
+    """
+    pad = "x" * 65536
+    for n in range(count):
+        try:
+            adapter.send_message("fill", {"n": n, "pad": pad})
+        except SendQueueFullError:
+            return n
+    return count
+
+
+@fault_case(
+    "server hangs with the client's send buffer full",
+    "writes never stall the loop: the dead link is found; reconnects; nothing lost",
+)
+def test_server_hangs_with_a_full_send_buffer(adapter: Facade, faults: Faults) -> None:
+    # Regression: trio and asyncio awaited each write in their loop, so a
+    # server that stopped reading stalled every timer, and the dead link was
+    # never found (nor the connect timeout, nor the close timeout).
+    server = faults(open_then(lambda peer: peer.sleep(10.0)), rcvbuf=4096)  # reads, sends nothing
+    start(adapter, server, dead_link_timeout=0.5, ping_interval=0.2)
+    adapter.events_until(is_event(Connected), SOON)
+    fill(adapter)
+    began = time.monotonic()
+    events = recovers(adapter, server, is_event(Disconnected, code=1006))
+    lost = next(e for e in events if isinstance(e, Disconnected))
+    stamp = next(t for t, e in adapter.log if e is lost)
+    assert stamp - began < 1.5, (stamp - began, lost)
 
 
 # --- the handshake ----------------------------------------------------------------------

@@ -122,6 +122,7 @@ class Peer:
     _http: h11.Connection = field(default_factory=lambda: h11.Connection(h11.SERVER))
     _ws: Connection | None = None
     _offers: list[str] = field(default_factory=list)
+    _parts: list[str] = field(default_factory=list)  # a text message arriving in fragments
 
     # --- bytes --------------------------------------------------------------
 
@@ -298,7 +299,10 @@ class Peer:
             if isinstance(event, Ping):
                 self.send(ws.send(event.response()))
             elif isinstance(event, TextMessage):
-                self._message(event.data)
+                self._parts.append(event.data)
+                if event.message_finished:
+                    text, self._parts = "".join(self._parts), []
+                    self._message(text)
             elif isinstance(event, BytesMessage):
                 self.raw += event.data
         return False
