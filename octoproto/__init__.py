@@ -50,6 +50,17 @@ from ._events import (
 from ._handlers import HandlerFailure, HandlerRegistry
 from ._octoprint import AuthState, Endpoint, OctoPrintClient, OctoPrintConfig
 from ._plain import WebSocketClient
+from ._replay import (
+    TRACE_VERSION,
+    InvalidTraceError,
+    Recorder,
+    ReplayMismatch,
+    ReplayResult,
+    ReplayStep,
+    assert_replays,
+    check_replay,
+    replay,
+)
 from ._session import TRANSITIONS, SessionEngine, SessionState, Trigger, Usage
 from ._throttle import ThrottleSettings
 
@@ -57,6 +68,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "OCTOPRINT_RECONNECT_DELAYS",
+    "TRACE_VERSION",
     "TRANSITIONS",
     "AuthState",
     "Authenticated",
@@ -75,6 +87,7 @@ __all__ = [
     "HandlerRegistry",
     "HandshakeResponse",
     "InvalidMessageError",
+    "InvalidTraceError",
     "LimitExceeded",
     "LocalProtocolError",
     "LoginFailed",
@@ -90,6 +103,10 @@ __all__ = [
     "ReconnectFailed",
     "ReconnectSchedule",
     "ReconnectScheduled",
+    "Recorder",
+    "ReplayMismatch",
+    "ReplayResult",
+    "ReplayStep",
     "Secret",
     "SeededEntropy",
     "SendData",
@@ -106,4 +123,7 @@ __all__ = [
     "Usage",
     "WebSocketClient",
     "as_event",
+    "assert_replays",
+    "check_replay",
+    "replay",
 ]
