@@ -11,10 +11,10 @@ Directives (for reST pages)::
 
     .. octoproto-source:: adapters/_async.py _run
 
-
 The config table has a row per dataclass field: name, type, default, unit and
-the field's ``#:`` doc comment. Every numeric field needs a unit in
-:data:`UNITS` and every field a doc comment; a missing one is a Sphinx
+the field's ``#:`` doc comment. Every numeric field needs a unit, from
+:data:`UNITS` or else named in its doc comment (seconds, ms, bytes,
+bytes/s), and every field a doc comment; a missing one is a Sphinx
 warning, which fails the ``-W`` build, so a new option cannot land
 undocumented. The event and error tables list every event class and every
 exception in ``octoproto.__all__`` with their fields and the first sentence
@@ -59,6 +59,7 @@ UNITS: dict[str, str] = {
     "max_message_size": "bytes",
     "max_http_response_size": "bytes",
     "max_queued_messages": "messages",
+    "max_send_backlog": "bytes",
     "warning_ms": "ms",
     "warning_bs": "bytes/s",
     "min_ms": "ms",
@@ -74,6 +75,13 @@ UNITS: dict[str, str] = {
 }
 
 _NUMERIC = re.compile(r"\b(int|float)\b")
+#: Units a doc comment names, tried in order when UNITS has no entry.
+_UNIT_WORDS = [
+    (re.compile(r"\bbytes/s\b"), "bytes/s"),
+    (re.compile(r"\b[Ss]econds\b"), "s"),
+    (re.compile(r"\bms\b"), "ms"),
+    (re.compile(r"\b[Bb]ytes\b"), "bytes"),
+]
 
 
 def _resolve(path: str) -> Any:
@@ -182,7 +190,10 @@ class ConfigTable(_TableDirective):
         rows = []
         for field in fields:
             kind = str(field.type)
+            description = docs.get(field.name, "")
             unit = UNITS.get(f"{cls.__name__}.{field.name}", UNITS.get(field.name))
+            if unit is None:
+                unit = next((u for word, u in _UNIT_WORDS if word.search(description)), None)
             if unit is None:
                 if _NUMERIC.search(kind) and "bool" not in kind:
                     self._warn(
@@ -190,7 +201,6 @@ class ConfigTable(_TableDirective):
                         "add it to UNITS in docs/_ext/octoproto_docs.py"
                     )
                 unit = "—"
-            description = docs.get(field.name)
             if not description:
                 self._warn(
                     f"{cls.__name__}.{field.name} has no '#:' doc comment in "
