@@ -75,6 +75,8 @@ class Driver:
         self.conns: dict[Channel, ServerConnection] = {}
         self.now = 0.0
         self.events: list[octoproto.Event] = []
+        self.report_writes = True
+        self.sent: list[int] = []
 
     def pump(self) -> None:
         busy = True
@@ -87,6 +89,9 @@ class Driver:
                     self.client.transport_opened(self.now, channel=command.channel)
                 elif isinstance(command, SendData):
                     self.conns[command.channel].receive_data(command.data, self.now)
+                    if command.channel is Channel.SOCKET and self.report_writes:
+                        self.sent.append(len(command.data))  # reported as the adapters do
+                        self.client.io_completed("send", len(command.data), 0.0, self.now)
                 else:
                     conn = self.conns.pop(command.channel, None)
                     if conn is not None:
@@ -361,6 +366,30 @@ def test_no_secret_appears_anywhere_in_the_trace(credentials: dict[str, Any]) ->
         '["{\\"auth\\":\\"octo:redacted-session-2xxxxxxxxxxxxxx\\"}"]',
     ]
     assert check_replay(lines)
+
+
+def test_the_stand_in_counts_its_own_bytes_in_io_completed() -> None:
+    # Compressed, the auth message with a placeholder has another size than the real one.
+    lines, driver, recorder = record(3.0, during=_login_again, api_key=API_KEY)
+    assert recorder.divergence is None
+    sizes: list[int] = []
+    reported: list[int] = []
+    for step in records(lines)[1:-1]:
+        if step.get("in") == "io_completed":
+            reported.append(step["args"]["nbytes"])
+        for kind, value in step.get("out", []):
+            if kind == "command" and value and value.get("SendData", {}).get("channel") == "socket":
+                sizes.append(len(base64.b64decode(value["SendData"]["data"]["$b"])))
+    assert reported == sizes and sizes != driver.sent
+    # Writes not reported are skipped; a report of a write never made is kept as it is.
+    recorder = Recorder(OctoPrintClient, make_config(api_key=API_KEY))
+    driver = Driver(make_server(), recorder.client)
+    driver.report_writes = False
+    driver.run(2.0)
+    recorder.client.io_completed("send", 6, 0.0, driver.now)  # a pong: the last write
+    recorder.client.io_completed("send", 123, 0.0, driver.now)
+    recorder.close()
+    assert [step["args"]["nbytes"] for step in records(recorder.take_lines())[-3:-1]] == [6, 123]
 
 
 def test_without_redaction_the_secrets_are_kept() -> None:
