@@ -65,7 +65,9 @@ def test_every_logger_is_documented() -> None:
     page = (REFERENCE / "logging.md").read_text()
     table = page.split("<!-- loggers:begin")[1].split("<!-- loggers:end")[0]
     in_docs = set(re.findall(r"^\| `([\w.]+)` \|", table, re.M))
-    assert in_code == in_docs, "docs/reference/logging.md lists the loggers the code uses"
+    missing = sorted(in_code - in_docs)
+    assert not missing, f"add these loggers to docs/reference/logging.md: {missing}"
+    assert all(name.startswith("octoproto") for name in in_docs)
     assert all(name.startswith("octoproto.") for name in in_code)
 
 
