@@ -51,6 +51,7 @@ from octoproto import (
     OctoPrintConfig,
     OpenTransport,
     PushMessage,
+    Recorder,
     Secret,
     SessionEngine,
     SessionState,
@@ -71,6 +72,7 @@ BatchCallback = Callable[[list[BatchItem]], object]
 
 # A batch callback is a handler: its errors go where the handlers' do.
 _logger = logging.getLogger("octoproto.handlers")
+_adapter_logger = logging.getLogger("octoproto.adapters")
 
 
 def octoprint_client(
@@ -86,8 +88,25 @@ def octoprint_client(
 
     The entropy source is :func:`os.urandom` unless ``entropy=`` is given.
     """
+    return OctoPrintClient(
+        octoprint_config(
+            url, api_key=api_key, username=username, password=password, endpoint=endpoint, **options
+        )
+    )
+
+
+def octoprint_config(
+    url: str,
+    *,
+    api_key: str | Secret | None = None,
+    username: str | None = None,
+    password: str | Secret | None = None,
+    endpoint: Endpoint | str = Endpoint.SOCKJS,
+    **options: Any,
+) -> OctoPrintConfig:
+    """The config :func:`octoprint_client` builds its client with."""
     options.setdefault("entropy", os.urandom)
-    config = OctoPrintConfig(
+    return OctoPrintConfig(
         url=url,
         api_key=api_key,
         username=username,
@@ -95,7 +114,70 @@ def octoprint_client(
         endpoint=Endpoint(endpoint),
         **options,
     )
-    return OctoPrintClient(config)
+
+
+class TraceFile:
+    """A session's trace (:class:`~octoproto.Recorder`) written to a file as it runs.
+
+    Each line is flushed as soon as the recorder completes it; :meth:`close`
+    writes the last ones and the end line, and closes the file. A write
+    that fails (disk full) stops the recording with a warning on
+    ``octoproto.adapters``; the session goes on.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], config: OctoPrintConfig, *, secrets: bool):
+        # Opened first: a bad path fails connect() before anything starts.
+        self._file: Any = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self._path = os.fspath(path)
+        try:
+            self.recorder = Recorder(OctoPrintClient, config, redact=not secrets, write=self._write)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _write(self, line: str) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(line + "\n")
+            self._file.flush()
+        except OSError as exc:
+            _adapter_logger.warning("recording to %s stopped: %s", self._path, describe_error(exc))
+            self._file = None
+
+    def close(self) -> None:
+        """Write the rest and close the file (idempotent)."""
+        if self.recorder.closed:
+            return
+        self.recorder.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self.recorder.divergence is not None:
+            _adapter_logger.warning(
+                "the recording in %s replays, but redaction changed its course at %s",
+                self._path,
+                self.recorder.divergence,
+            )
+
+
+def octoprint_core(
+    url: str,
+    *,
+    record: str | os.PathLike[str] | None = None,
+    record_secrets: bool = False,
+    **options: Any,
+) -> tuple[OctoPrintClient, TraceFile | None]:
+    """:func:`octoprint_client`, recorded to the file ``record`` when one is given.
+
+    The trace is redacted unless ``record_secrets`` is true; close it (the
+    returned :class:`TraceFile`) when the session is over.
+    """
+    config = octoprint_config(url, **options)
+    if record is None:
+        return OctoPrintClient(config), None
+    trace = TraceFile(record, config, secrets=record_secrets)
+    return trace.recorder.client, trace
 
 
 def describe_error(exc: BaseException) -> str:

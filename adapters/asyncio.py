@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 from octoproto import Endpoint, OctoPrintClient, OpenTransport, Secret
 
 from ._async import AsyncClient, AsyncSession, AsyncTransport
-from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, octoprint_client, tls_context
+from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, octoprint_core, tls_context
 
 __all__ = ["Client", "Session", "connect", "open_session"]
 
@@ -245,6 +246,8 @@ async def connect(
     endpoint: Endpoint | str = Endpoint.SOCKJS,
     ssl_context: ssl.SSLContext | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    record: str | os.PathLike[str] | None = None,
+    record_secrets: bool = False,
     **options: Any,
 ) -> AsyncIterator[Client]:
     """Connect to OctoPrint's push socket at ``url`` and keep connected.
@@ -256,10 +259,23 @@ async def connect(
     (``client.on("current", handler)``). Leaving the block closes the
     session (with the close handshake, for at most ``close_timeout + 1``
     seconds) and leaves no task or socket behind, also on an error or a
-    cancellation.
+    cancellation. ``record=path`` writes the session's trace to ``path`` as
+    it runs (secrets redacted unless ``record_secrets``), for
+    :func:`octoproto.replay`.
     """
-    core = octoprint_client(
-        url, api_key=api_key, username=username, password=password, endpoint=endpoint, **options
+    core, trace = octoprint_core(
+        url,
+        api_key=api_key,
+        username=username,
+        password=password,
+        endpoint=endpoint,
+        record=record,
+        record_secrets=record_secrets,
+        **options,
     )
-    async with _run(lambda: Client(core, ssl_context, max_queue)) as client:
-        yield client
+    try:
+        async with _run(lambda: Client(core, ssl_context, max_queue)) as client:
+            yield client
+    finally:
+        if trace is not None:
+            trace.close()

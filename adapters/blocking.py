@@ -59,9 +59,10 @@ from ._common import (
     BaseClient,
     BaseSession,
     C,
+    TraceFile,
     Transport,
     describe_error,
-    octoprint_client,
+    octoprint_core,
     tls_context,
 )
 
@@ -186,6 +187,8 @@ class Session(BaseSession[_Transport, C]):
         self._reported = -1  # the last generation whose close the callback heard of
         self._stop_at: float | None = None
         self._finished = False
+        #: The trace written as the session runs (``connect(record=...)``), closed at the end.
+        self._trace: TraceFile | None = None
         self._selector = selectors.DefaultSelector()
         self._wake_r, wake_w = socket.socketpair()
         self._wake_w: socket.socket | None = wake_w
@@ -604,6 +607,8 @@ class Session(BaseSession[_Transport, C]):
                 self._wake_w = None
             events = self.core.next_batch()
             generation = self._generation
+            if self._trace is not None:
+                self._trace.close()
         self._deliver(events)
         for resolver in self._resolvers:
             resolver.join()  # a lookup cannot be cancelled, only waited for
@@ -668,6 +673,8 @@ def connect(
     ssl_context: ssl.SSLContext | None = None,
     callback: Callback | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    record: str | os.PathLike[str] | None = None,
+    record_secrets: bool = False,
     **options: Any,
 ) -> Client:
     """Connect to OctoPrint's push socket at ``url`` and keep connected, on a background thread.
@@ -684,11 +691,26 @@ def connect(
     replaces the verifying default for ``https``/``wss`` URLs.
 
     The thread is not a daemon: call :meth:`Client.close`, or use
-    ``with connect(url) as client:``, which closes on exit.
+    ``with connect(url) as client:``, which closes on exit. ``record=path``
+    writes the session's trace to ``path`` as it runs (secrets redacted
+    unless ``record_secrets``), for :func:`octoproto.replay`.
     """
-    core = octoprint_client(
-        url, api_key=api_key, username=username, password=password, endpoint=endpoint, **options
+    core, trace = octoprint_core(
+        url,
+        api_key=api_key,
+        username=username,
+        password=password,
+        endpoint=endpoint,
+        record=record,
+        record_secrets=record_secrets,
+        **options,
     )
-    client = Client(core, ssl_context, max_queue, callback)
+    try:
+        client = Client(core, ssl_context, max_queue, callback)
+    except BaseException:
+        if trace is not None:
+            trace.close()
+        raise
+    client._trace = trace
     client._start()
     return client

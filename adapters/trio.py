@@ -11,6 +11,7 @@ and stream end with the ``async with`` block.
 from __future__ import annotations
 
 import math
+import os
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,7 @@ if sys.version_info < (3, 11):
 from octoproto import Endpoint, OctoPrintClient, OpenTransport, Secret
 
 from ._async import AsyncClient, AsyncSession, AsyncTransport
-from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, octoprint_client, tls_context
+from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, octoprint_core, tls_context
 
 __all__ = ["Client", "Session", "connect", "open_session"]
 
@@ -195,6 +196,8 @@ async def connect(
     endpoint: Endpoint | str = Endpoint.SOCKJS,
     ssl_context: ssl.SSLContext | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    record: str | os.PathLike[str] | None = None,
+    record_secrets: bool = False,
     **options: Any,
 ) -> AsyncIterator[Client]:
     """Connect to OctoPrint's push socket at ``url`` and keep connected.
@@ -206,11 +209,24 @@ async def connect(
     (``client.on("current", handler)``). Leaving the block closes the
     session (with the close handshake, for at most ``close_timeout + 1``
     seconds) and leaves no task or socket behind, also on an error or a
-    cancellation.
+    cancellation. ``record=path`` writes the session's trace to ``path`` as
+    it runs (secrets redacted unless ``record_secrets``), for
+    :func:`octoproto.replay`.
     """
-    core = octoprint_client(
-        url, api_key=api_key, username=username, password=password, endpoint=endpoint, **options
+    core, trace = octoprint_core(
+        url,
+        api_key=api_key,
+        username=username,
+        password=password,
+        endpoint=endpoint,
+        record=record,
+        record_secrets=record_secrets,
+        **options,
     )
     make = lambda nursery: Client(core, nursery, ssl_context, max_queue)  # noqa: E731
-    async with _run(core.config.close_timeout, make) as client:
-        yield client
+    try:
+        async with _run(core.config.close_timeout, make) as client:
+            yield client
+    finally:
+        if trace is not None:
+            trace.close()

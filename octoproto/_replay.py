@@ -727,6 +727,11 @@ class Recorder(Generic[ClientT]):
             }
         )
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: the client is no longer recorded."""
+        return self._closed
+
     def take_lines(self) -> list[str]:
         """The lines completed since the last call (when no ``write`` was given)."""
         lines, self._lines = self._lines, []
