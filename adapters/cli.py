@@ -1,7 +1,10 @@
-"""The ``octoproto`` command line: ``demo`` and ``watch``.
+"""The ``octoproto`` command line: ``demo``, ``watch``, ``record`` and ``replay``.
 
 ``demo`` starts the simulated OctoPrint server on 127.0.0.1 and watches it;
-``watch`` watches a real server. Both print a readable live view (a line per
+``watch`` watches a real server; ``record`` watches and writes the session's
+trace to ``--out FILE``; ``replay FILE`` plays a trace back (exit 0 when
+identical, 1 with the first differing step on stderr, 2 for a file that is
+not a trace it can replay). The watching commands print a readable live view (a line per
 event: the printer's state, temperatures and progress with every ``current``,
 the throttle factor and how often the connection was re-established), or
 with ``--json`` one JSON object per event per line::
@@ -52,6 +55,7 @@ from octoproto import (
     Disconnected,
     Endpoint,
     Event,
+    InvalidTraceError,
     LimitExceeded,
     LocalProtocolError,
     LoginFailed,
@@ -67,6 +71,7 @@ from octoproto import (
     SendFailed,
     ThrottleChanged,
     ThroughputWarning,
+    check_replay,
 )
 
 ADAPTERS = ("trio", "asyncio", "blocking")
@@ -333,10 +338,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="octoproto",
         description="Watch an OctoPrint push socket (octoproto " + octoproto.__version__ + ").",
         epilog="Exit codes: 0 normal end (--seconds over, Ctrl-C), 1 gave up or could not"
-        " connect, 2 usage error.",
+        " connect, 2 usage error; for replay: 0 identical, 1 a step differs, 2 a bad file.",
     )
     parser.add_argument("--version", action="version", version=octoproto.__version__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,watch}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{demo,watch,record,replay}"
+    )
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -370,13 +377,51 @@ def _parser() -> argparse.ArgumentParser:
     common(demo)
     demo.set_defaults(seconds=10.0)
 
-    watch = commands.add_parser(
-        "watch",
-        help="watch a real OctoPrint server",
-        description=f"Credentials may come from the environment: {ENV_API_KEY}, or {ENV_USER} and"
+    credentials = (
+        f"Credentials may come from the environment: {ENV_API_KEY}, or {ENV_USER} and"
         f" {ENV_PASSWORD}, so they stay out of shell history; the command line wins. They are"
-        " never printed.",
+        " never printed."
     )
+    watch = commands.add_parser(
+        "watch", help="watch a real OctoPrint server", description=credentials
+    )
+    _watch_options(watch)
+    common(watch)
+
+    record = commands.add_parser(
+        "record",
+        help="watch a real OctoPrint server and record the session to a trace file",
+        description="Watch as `watch` does and write every input and output of the client to"
+        " FILE (JSON lines), for `octoproto replay` and octoproto.replay(). Passwords, API keys"
+        " and sessions are replaced by placeholders unless --record-secrets. " + credentials,
+    )
+    _watch_options(record)
+    record.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="the trace file to write (replaced if it exists)",
+    )
+    record.add_argument(
+        "--record-secrets",
+        action="store_true",
+        help="keep passwords, API keys and sessions in the trace (default: placeholders)",
+    )
+    common(record)
+
+    replay = commands.add_parser(
+        "replay",
+        help="replay a trace file and check that the client does the same",
+        description="Feed a trace's inputs to a fresh client and compare every output. Exit"
+        " codes: 0 identical, 1 a step differs (the first one is described on stderr),"
+        " 2 the file cannot be replayed (not a trace, another version, cut short).",
+    )
+    replay.add_argument("file", help="a trace from `octoproto record` or connect(record=...)")
+    return parser
+
+
+def _watch_options(watch: argparse.ArgumentParser) -> None:
+    """The options of ``watch`` (and ``record``): the server, credentials, what to ask for."""
     watch.add_argument("url", help="the server, e.g. http://octopi.local or https://host/octoprint")
     watch.add_argument("--api-key", metavar="KEY", help=f"API key (or ${ENV_API_KEY})")
     watch.add_argument("--user", metavar="U", help=f"user name (or ${ENV_USER})")
@@ -400,8 +445,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="follow the reconnect schedule even if the first attempt fails",
     )
-    common(watch)
-    return parser
 
 
 def _credentials(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
@@ -444,7 +487,7 @@ def _client_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dic
     # Someone at a terminal pressing Ctrl-C should not wait 6 s for a dead
     # server's close frame: 2 s is plenty for a live one.
     options: dict[str, Any] = {"endpoint": args.endpoint, "close_timeout": CLOSE_TIMEOUT}
-    if args.command == "watch":
+    if args.command in ("watch", "record"):
         _check_url(args.url)
         options.update(_credentials(args, environ))
         if args.throttle is not None:
@@ -456,6 +499,13 @@ def _client_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dic
         # Refuse a bad URL or subscription (LocalProtocolError) before printing anything.
         config = {**options, "endpoint": Endpoint(args.endpoint)}
         OctoPrintClient(OctoPrintConfig(url=args.url, entropy=os.urandom, **config))
+    if args.command == "record":
+        try:  # a path that cannot be written is refused before anything starts
+            with open(args.out, "w", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise Stop(EXIT_USAGE, f"cannot write {args.out}: {exc.strerror or exc}") from None
+        options.update(record=args.out, record_secrets=args.record_secrets)
     return options
 
 
@@ -602,7 +652,28 @@ RUNNERS: dict[str, Callable[[Plan, Watcher], None]] = {
 }
 
 
+def _replay(path: str, out: TextIO) -> None:
+    """``octoproto replay FILE``: 0 identical, 1 a step differs, 2 not a trace we can replay."""
+    try:
+        with open(path, "rb") as trace:
+            result = check_replay(trace)
+    except OSError as exc:
+        raise Stop(EXIT_USAGE, f"cannot read {path}: {exc.strerror or exc}") from None
+    except InvalidTraceError as exc:
+        raise Stop(EXIT_USAGE, f"{path} cannot be replayed: {exc}") from None
+    if not result.identical:
+        raise Stop(EXIT_FAILED, f"{path}: {result.report()}")
+    try:
+        out.write(f"{path}: {result.report()}\n")
+        out.flush()
+    except BrokenPipeError:
+        raise _OutputClosed() from None
+
+
 def _run(args: argparse.Namespace, out: TextIO, environ: Mapping[str, str]) -> None:
+    if args.command == "replay":
+        _replay(args.file, out)
+        return
     options = _client_options(args, environ)
     until = "Ctrl-C" if args.seconds is None else f"{args.seconds:g} s or Ctrl-C"
     with contextlib.ExitStack() as stack:
@@ -616,6 +687,8 @@ def _run(args: argparse.Namespace, out: TextIO, environ: Mapping[str, str]) -> N
             watcher = Watcher(out, as_json=args.json, stop_on_first_failure=not args.keep_trying)
             plan = Plan(args.url, options, args.seconds, args.throttle)
             watcher.note(f"watching {plan.url} until {until}")
+            if args.command == "record":
+                watcher.note(f"recording to {args.out}")
         with contextlib.suppress(KeyboardInterrupt):
             RUNNERS[args.adapter](plan, watcher)
         watcher.note(

@@ -178,6 +178,8 @@ _OUTPUTS = {
     "events": "next_events",
     "batch": "next_batch",
 }
+#: The kinds as a tuple: a value from a trace (maybe a list) may be looked up in it.
+_OUTPUT_KINDS = tuple(_OUTPUTS)
 
 #: The callouts from the core to user code; inputs made in them are recorded.
 _HOOKS = ("on_rate_too_high", "on_rate_too_low")
@@ -504,7 +506,7 @@ def _build(
             if isinstance(options.get(name), dict):
                 options[name] = make(**options[name])
         return (client_class or base)(config_class(entropy=entropy, **options))
-    except (LocalProtocolError, TypeError, ValueError) as exc:
+    except Exception as exc:  # whatever the config's checks or the client's use of it raise
         raise InvalidTraceError(f"{where}: the config is not valid: {exc}") from None
 
 
@@ -1129,7 +1131,7 @@ class _Player:
                 f"{where}: trace format version {version!r}; this octoproto reads {TRACE_VERSION}"
             )
         dialect = header.get("dialect")
-        if dialect not in _DIALECTS:
+        if type(dialect) is not str or dialect not in _DIALECTS:
             raise InvalidTraceError(f"{where}: unknown dialect {dialect!r}")
         self.feed = _Feed()
         self.client = _build(dialect, header.get("config"), self.feed, client_class, where)
@@ -1191,7 +1193,7 @@ class _Player:
     def _outputs(self, outputs: list[Any], where: str) -> str | None:
         client = self.client
         for index, output in enumerate(outputs, 1):
-            if type(output) is not list or len(output) != 2 or output[0] not in _OUTPUTS:
+            if type(output) is not list or len(output) != 2 or output[0] not in _OUTPUT_KINDS:
                 raise InvalidTraceError(f"{where}: 'out' must be a list of [kind, value] pairs")
             kind, expected = output
             method = _OUTPUTS[kind]

@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import io
 import json
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -1039,3 +1040,74 @@ def test_replaying_a_ten_minute_session_takes_well_under_a_second(
             f"\nreplay of a 10-minute session: {messages} messages, {result.steps} steps,"
             f" {size / 2**20:.1f} MiB: best {min(timings):.3f} s of {len(timings)}"
         )
+
+
+# --- damage of any kind --------------------------------------------------------------------
+
+ODD_VALUES: list[Any] = [
+    None,
+    True,
+    0,
+    -1,
+    1e308,
+    float("nan"),
+    "",
+    "socket",
+    "AAAA",
+    [],
+    [1, 2],
+    ["event", None],
+    {},
+    {"$b": 1},
+    {"$t": "x"},
+    {"SendData": {"data": {"$b": "AA=="}}},
+]
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*path, index))
+
+
+def test_any_damage_is_an_invalid_trace_or_a_difference_never_a_crash(good: list[str]) -> None:
+    rng = random.Random(4)
+    outcomes = {"invalid": 0, "differs": 0, "identical": 0}
+
+    def judge(trace: Any) -> None:
+        try:
+            result = check_replay(trace)
+        except InvalidTraceError:
+            outcomes["invalid"] += 1
+        else:
+            outcomes["identical" if result.identical else "differs"] += 1
+            result.report()
+
+    text = "\n".join(good).encode()
+    for _ in range(150):  # bytes: flipped, cut out, or JSON-ish ones put in
+        data = bytearray(text)
+        for _ in range(rng.randint(1, 4)):
+            where, choice = rng.randrange(len(data)), rng.random()
+            if choice < 0.4:
+                data[where] = rng.randrange(256)
+            elif choice < 0.7:
+                del data[where : where + rng.randint(1, 40)]
+            else:
+                data[where:where] = bytes(rng.choices(b'{}[]",:-.0123456789eE$b\\n', k=3))
+        judge(bytes(data))
+    for _ in range(300):  # values: any field of any line given a value of another type
+        steps = records(good)
+        index = rng.randrange(len(steps))
+        path = rng.choice(list(_paths(steps[index]))[1:] or [()])
+        if not path:
+            continue
+        target = steps[index]
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = rng.choice(ODD_VALUES)
+        judge([json.dumps(step) for step in steps])
+    assert all(outcomes.values()), outcomes
