@@ -72,7 +72,8 @@ What is rewritten, each secret to a placeholder of the same length
   byte of a response until the client closes that HTTP transport (when the
   whole response is known), because a value may be split across reads;
 * the user's calls: ``send_auth``'s session, an ``auth`` message's session,
-  and any known secret inside a string argument;
+  and any known secret of 8 characters or more inside a string argument
+  (a shorter one would hit innocent text);
 * the ``secrets=`` you give: everywhere, including inside received bytes.
 
 Not looked into: the WebSocket messages the server sends and the upgrade
