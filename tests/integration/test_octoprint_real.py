@@ -108,9 +108,11 @@ def test_passive_login_history_then_current(
     assert isinstance(current, PushMessage) and isinstance(current.data, dict)
     assert current.data["state"]["text"] == "Operational"  # the fixture's virtual printer
     # Sent when the printer's state changes (often), at most every 0.5 s; the
-    # throttle test measures the interval closely.
+    # throttle test measures the interval closely (medians). One interval as
+    # seen here can shrink when the first arrival was held up by a loaded
+    # machine, so the bounds are loose.
     wait_for_count(arrivals, 2, SOON)
-    assert 0.45 < arrivals[1] - arrivals[0] < 1.1, arrivals
+    assert 0.25 < arrivals[1] - arrivals[0] < 1.5, arrivals
     assert adapter.state is SessionState.OPEN
 
 
