@@ -454,7 +454,22 @@ class BaseSession(Generic[T, C]):
         self._run_handlers(batch)
 
     def _run_handlers(self, batch: list[BatchItem]) -> None:
-        """The dialect's handlers for a batch (none for a plain core)."""
+        """Run the user's handlers for each push message and report their time to the throttle.
+
+        Only an OctoPrint core has handlers (``core.handlers``; ``on``/``off``
+        of :class:`BaseClient` register them). Handler errors are logged by
+        the registry and do not stop the others. The handlers run outside
+        the adapter's lock, so they may call the client, or wait for a
+        thread that does; only the report takes it.
+        """
+        core = self.core
+        if not isinstance(core, OctoPrintClient):
+            return
+        for event in batch:
+            if isinstance(event, PushMessage):
+                started = self._clock()
+                core.handlers.dispatch(event.type, event)
+                self._feed(core.message_processed, self._clock() - started)
 
     # --- every call into the core goes through these -------------------------
 
@@ -558,16 +573,3 @@ class BaseClient(BaseSession[T, OctoPrintClient]):
         """Remove a handler (or all handlers of ``message_type``)."""
         with self._handlers_lock:
             self.core.handlers.off(message_type, handler)
-
-    def _run_handlers(self, batch: list[BatchItem]) -> None:
-        """Run the user's handlers for each push message and report their time to the throttle.
-
-        Handler errors are logged by the registry and do not stop the others.
-        The handlers run outside the adapter's lock, so they may call the
-        client, or wait for a thread that does; only the report takes it.
-        """
-        for event in batch:
-            if isinstance(event, PushMessage):
-                started = self._clock()
-                self.core.handlers.dispatch(event.type, event)
-                self._feed(self.core.message_processed, self._clock() - started)
