@@ -11,21 +11,27 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness.facade import Facade, is_event, is_message
-from octoproto.adapters import _common
+from octoproto.adapters import _common, blocking
 from octoproto.adapters.simulator import SimulatorHandle
 
 from octoproto import (
     Authenticated,
+    Connected,
     Disconnected,
     OctoPrintConfig,
     ReconnectSchedule,
+    Recorder,
     SeededEntropy,
+    SessionConfig,
+    TextMessage,
+    WebSocketClient,
     assert_replays,
     check_replay,
 )
@@ -139,3 +145,23 @@ def test_a_failing_disk_stops_the_recording_not_the_session(
         trace.close()
         trace.close()
     assert "stopped: OSError: [Errno 28] No space left on device" in caplog.text
+
+
+def test_any_core_records_through_open_session(
+    simulator: Simulator, nothing_left_running: None
+) -> None:
+    """As docs/replay.md shows: a Recorder's client driven by ``open_session``."""
+    sim = simulator()
+    config = SessionConfig(
+        url=sim.url.replace("http", "ws") + "/sockjs/websocket", entropy=os.urandom
+    )
+    lines: list[str] = []
+    recorder = Recorder(WebSocketClient, config, write=lines.append)
+    with blocking.open_session(recorder.client) as session:
+        events = session.events(timeout=5.0)
+        assert isinstance(next(events), Connected)
+        session.call(recorder.client.send, '{"throttle": 2}')
+        assert isinstance(next(events), TextMessage)
+        events.close()
+    recorder.close()
+    assert check_replay(lines).steps > 5

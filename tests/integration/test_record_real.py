@@ -15,6 +15,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness.facade import Facade, is_event, is_message
@@ -49,7 +50,7 @@ def test_a_recorded_real_session_replays_and_holds_no_secret(
 ) -> None:
     server = octoprint_server
     path = tmp_path / "real.trace"
-    credentials = (
+    credentials: dict[str, Any] = (
         {"username": server.username, "password": server.password}
         if login == "password"
         else {"api_key": server.api_key}
