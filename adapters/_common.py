@@ -62,6 +62,9 @@ from octoproto import (
 READ_SIZE = 65536
 #: Events kept for ``async for`` / ``events()`` before reading pauses.
 DEFAULT_MAX_QUEUE = 1024
+#: The core's ``max_send_backlog`` unless given: every adapter here reports
+#: each write (``io_completed``), so the core can tell a server that stopped reading.
+DEFAULT_MAX_SEND_BACKLOG = 1 << 20
 
 H = TypeVar("H", bound=Callable[[PushMessage], object])
 R = TypeVar("R")
@@ -104,8 +107,13 @@ def octoprint_config(
     endpoint: Endpoint | str = Endpoint.SOCKJS,
     **options: Any,
 ) -> OctoPrintConfig:
-    """The config :func:`octoprint_client` builds its client with."""
+    """The config :func:`octoprint_client` builds its client with.
+
+    The entropy source is :func:`os.urandom` and ``max_send_backlog`` is
+    :data:`DEFAULT_MAX_SEND_BACKLOG` unless given.
+    """
     options.setdefault("entropy", os.urandom)
+    options.setdefault("max_send_backlog", DEFAULT_MAX_SEND_BACKLOG)
     return OctoPrintConfig(
         url=url,
         api_key=api_key,

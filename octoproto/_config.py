@@ -171,6 +171,14 @@ class SessionConfig:
     max_queued_messages: int = 100
     #: Queue messages sent while disconnected (else ``send`` raises at once).
     queue_while_disconnected: bool = True
+    #: Bytes sent on the push socket that the adapter has not yet reported
+    #: written (``io_completed``) at which the server counts as not reading:
+    #: ``LimitExceeded``, user messages wait in the queue until the backlog is
+    #: down to half of this, and a backlog that does not move for
+    #: ``dead_link_timeout`` is a dead link. ``None``: no bound. Needs an
+    #: adapter that reports every write; the adapters in
+    #: ``octoproto.adapters`` do, and set 1 MiB.
+    max_send_backlog: int | None = None
     #: Qore: warn when an operation takes at least this long (ms, 0 = off).
     warning_ms: int = 0
     #: Qore: warn when a transfer runs at or below this rate (bytes/s, 0 = off).
@@ -204,5 +212,10 @@ class SessionConfig:
                 raise LocalProtocolError(f"{name} must be >= 1")
         if self.max_queued_messages < 0:
             raise LocalProtocolError("max_queued_messages must be >= 0")
+        backlog = self.max_send_backlog
+        if backlog is not None and (
+            isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1
+        ):
+            raise LocalProtocolError(f"max_send_backlog must be an int >= 1 or None: {backlog!r}")
         if not all(value >= 0 for value in (self.warning_ms, self.warning_bs, self.min_ms)):
             raise LocalProtocolError("warning_ms, warning_bs and min_ms must be >= 0")

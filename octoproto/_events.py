@@ -112,7 +112,12 @@ class ProtocolError(Event):
 
 @dataclass(frozen=True, slots=True)
 class LimitExceeded(Event):
-    """A configured bound was hit; the input that would exceed it was refused."""
+    """A configured bound was hit; the input that would exceed it was refused.
+
+    ``max_send_backlog`` refuses nothing: the server is not reading what we
+    send, and user messages wait in the outbound queue until it does (or
+    until the stall ends the connection).
+    """
 
     limit: str
     size: int

@@ -132,6 +132,7 @@ class Timer(str, enum.Enum):
     DEAD_LINK = "dead-link"
     CLOSE = "close"
     HTTP = "http"
+    SEND_STALL = "send-stall"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,11 @@ class SessionEngine:
         # User messages waiting for the session to accept them.
         self._queue: deque[str | bytes] = deque()
         self._accepting_user_messages = False
+        # Bytes sent on this socket not yet reported written (with
+        # max_send_backlog), and whether the bound was hit: user messages
+        # then wait until the backlog is down to half of it.
+        self._unwritten = 0
+        self._backlog_full = False
         # The dialect's HTTP request, when one is under way.
         self._http: HttpExchange | None = None
         self._http_active = False
@@ -404,7 +410,9 @@ class SessionEngine:
 
         ``operation`` is ``"send"``. Feeds ``us_sent`` and the operation and
         throughput warnings; optional (without it only the byte counters
-        move). Receiving needs no report: the core times each received
+        move), except with ``max_send_backlog``, which counts on a report
+        for every ``SendData`` of the push socket, made while the transport
+        is current. Receiving needs no report: the core times each received
         message itself, from the input that brought its first byte to the
         one that completed it.
         """
@@ -416,6 +424,21 @@ class SessionEngine:
             )
         self._us_sent += round(seconds * 1e6)
         self._check_transfer(operation, nbytes, seconds)
+        limit = self._config.max_send_backlog
+        if limit is None:
+            return
+        self._unwritten = max(0, self._unwritten - nbytes)
+        if not self._backlog_full:
+            return
+        if self._unwritten > limit // 2:
+            # Still full, but moving: the stall is measured from now.
+            if self._config.dead_link_timeout is not None:
+                self._set_timer(Timer.SEND_STALL, now + self._config.dead_link_timeout)
+            return
+        self._backlog_full = False
+        self._clear_timer(Timer.SEND_STALL)
+        if self._accepting_user_messages:
+            self._flush_queue()
 
     def _check_transfer(self, operation: str, nbytes: int, seconds: float) -> None:
         """Qore's operation and throughput warnings for one transfer."""
@@ -516,21 +539,31 @@ class SessionEngine:
     def _accept_user_messages(self) -> None:
         """From now on user messages go straight out; the queue is flushed first."""
         self._accepting_user_messages = True
-        while self._queue:
+        self._flush_queue()
+
+    def _flush_queue(self) -> None:
+        """Write queued user messages, in order, while the server reads."""
+        while self._queue and not self._backlog_full:
             self._write_message(self._queue.popleft())
 
     def _send_user_message(self, message: str | bytes) -> None:
-        """Send a user message now, or queue it (bounded), or refuse it."""
-        if self._accepting_user_messages:
+        """Send a user message now, or queue it (bounded), or refuse it.
+
+        While the send backlog is full (the server is not reading) it waits
+        in the queue too, behind those already there: nothing goes out of
+        order. (Accepting with the backlog not full means the queue is empty.)
+        """
+        if self._accepting_user_messages and not self._backlog_full:
             self._write_message(message)
             return
         if self._state in (SessionState.CLOSED, SessionState.CLOSING):
             raise NotConnectedError("the session is closed; call connect() first")
-        if not self._config.queue_while_disconnected:
+        if not self._accepting_user_messages and not self._config.queue_while_disconnected:
             raise NotConnectedError("not connected, and queue_while_disconnected is off")
         if len(self._queue) >= self._config.max_queued_messages:
+            why = "; the server is not reading (max_send_backlog)" if self._backlog_full else ""
             raise SendQueueFullError(
-                f"{len(self._queue)} messages are already queued (max_queued_messages)"
+                f"{len(self._queue)} messages are already queued (max_queued_messages){why}"
             )
         self._queue.append(message)
 
@@ -620,9 +653,20 @@ class SessionEngine:
             self._set_timer(Timer.CONNECT, now + self._config.connect_timeout)
 
     def _write(self, data: bytes) -> None:
-        """Send bytes on the push socket (counted in :attr:`usage`)."""
+        """Send bytes on the push socket (counted in :attr:`usage` and the send backlog)."""
         self._bytes_sent += len(data)
         self._commands.append(SendData(Channel.SOCKET, data))
+        limit = self._config.max_send_backlog
+        if limit is None:
+            return
+        self._unwritten += len(data)
+        if self._unwritten >= limit and not self._backlog_full:
+            # The server is not reading (or not fast enough): say so once,
+            # hold user messages back, and watch for a stall.
+            self._backlog_full = True
+            self._emit(LimitExceeded("max_send_backlog", self._unwritten, limit))
+            if self._config.dead_link_timeout is not None:
+                self._set_timer(Timer.SEND_STALL, self._now + self._config.dead_link_timeout)
 
     def _receive_handshake(self, data: bytes | None, now: float) -> None:
         handshake = self._handshake
@@ -739,6 +783,7 @@ class SessionEngine:
 
     def _drop_transport(self) -> None:
         self._transfer_started_at, self._transfer_bytes = None, 0
+        self._unwritten, self._backlog_full = 0, False
         self._socket_active = False
         self._handshake = None
         self._codec = None
@@ -809,6 +854,13 @@ class SessionEngine:
         elif name == Timer.DEAD_LINK:
             detail = f"dead link: nothing received for {config.dead_link_timeout} s"
             self._close_socket(CLOSE_GOING_AWAY, "dead link")
+            self._lose(CLOSE_ABNORMAL, detail, now)
+        elif name == Timer.SEND_STALL:
+            detail = (
+                f"send stalled: {self._unwritten} bytes not written"
+                f" for {config.dead_link_timeout} s"
+            )
+            self._close_socket(None, "")  # a close frame would wait behind the rest
             self._lose(CLOSE_ABNORMAL, detail, now)
         elif name == Timer.CLOSE:
             self._finish_closing(now)

@@ -291,14 +291,77 @@ def test_server_hangs_with_a_full_send_buffer(adapter: Facade, faults: Faults) -
     # server that stopped reading stalled every timer, and the dead link was
     # never found (nor the connect timeout, nor the close timeout).
     server = faults(open_then(lambda peer: peer.sleep(10.0)), rcvbuf=4096)  # reads, sends nothing
-    start(adapter, server, dead_link_timeout=0.5, ping_interval=0.2)
+    # Room in the queue for the messages sent while the link is down.
+    start(adapter, server, dead_link_timeout=0.5, ping_interval=0.2, max_queued_messages=300)
     adapter.events_until(is_event(Connected), SOON)
-    fill(adapter)
+    assert fill(adapter) == 200
     began = time.monotonic()
     events = recovers(adapter, server, is_event(Disconnected, code=1006))
     lost = next(e for e in events if isinstance(e, Disconnected))
     stamp = next(t for t, e in adapter.log if e is lost)
     assert stamp - began < 1.5, (stamp - began, lost)
+
+
+@fault_case(
+    "server stops reading (client send buffer full)",
+    "bounded: LimitExceeded, SendQueueFullError to the caller; a stalled backlog is a dead"
+    " link; what the core held back is delivered after the reconnect",
+)
+def test_server_stops_reading(adapter: Facade, faults: Faults) -> None:
+    def stop_reading(peer: Peer) -> None:
+        while True:  # a heartbeat every 0.1 s keeps the receiving side alive
+            peer.sleep(0.1)
+            peer.text("h")
+
+    server = faults(open_then(stop_reading), rcvbuf=4096)
+    backlog, queued = 256 * 1024, 5
+    start(
+        adapter,
+        server,
+        max_send_backlog=backlog,
+        max_queued_messages=queued,
+        dead_link_timeout=0.5,
+        ping_interval=None,
+    )
+    adapter.events_until(is_event(Connected), SOON)
+    # The user sends 64 KiB messages as fast as the client takes them, until
+    # the client gives up on the socket (the OS buffers take a few MB first).
+    pad = "x" * 65536
+    accepted: list[int] = []
+    refusals: list[str] = []
+    events: list[Event] = []
+    deadline = time.monotonic() + 10.0
+    n = 0
+    while not any(isinstance(e, ReconnectScheduled) for e in events):
+        assert time.monotonic() < deadline, describe(events)
+        try:
+            adapter.send_message("fill", {"n": n, "pad": pad})
+            accepted.append(n)
+        except SendQueueFullError as exc:  # told, not dropped: the caller keeps it
+            refusals.append(str(exc))
+            time.sleep(0.02)
+        n += 1
+        events += adapter.drain()
+    assert any("the server is not reading (max_send_backlog)" in r for r in refusals), refusals
+    in_order(
+        events,
+        is_event(LimitExceeded, limit="max_send_backlog", maximum=backlog),
+        is_event(Disconnected, code=1006),
+        is_event(ReconnectScheduled, attempt=1),
+    )
+    lost = next(e for e in events if isinstance(e, Disconnected))
+    assert lost.reason.startswith("send stalled: ") and lost.reason.endswith(" for 0.5 s"), lost
+    adapter.events_until(is_event(Connected), SOON)
+    # What the core held back goes out on the new connection, in order: the
+    # last ones it accepted. What it had handed to the stalled socket is lost
+    # with it, like any data in flight on a TCP connection that breaks.
+    peer = server.peer(1)
+    eventually(lambda: bool(peer.messages) and peer.messages[-1]["fill"]["n"] == accepted[-1])
+    received = [m["fill"]["n"] for m in peer.messages]
+    assert 1 <= len(received) <= queued, received
+    assert received == accepted[-len(received) :], (received, accepted[-queued:])
+    assert adapter.state is SessionState.OPEN
+    eventually(lambda: len(client_sockets(server.port)) == 1)
 
 
 # --- the handshake ----------------------------------------------------------------------
@@ -586,11 +649,11 @@ def test_server_restart_during_login(
     adapter: Facade, simulator: Simulator, sent_to_simulator: list[tuple[object, str | None]]
 ) -> None:
     sim = simulator()
+    sim.delay_responses(0.5)  # the 101, then the login's answer, each held 0.5 s
     sim_start(adapter, sim)
-    sim.delay_responses(1.0)  # the login's answer (and the 101) are held back
     adapter.events_until(is_event(Connected), SOON)
     assert adapter.core.auth_state is AuthState.LOGGING_IN
-    eventually(lambda: sim.connection_count == 2)  # the push socket and the login
+    eventually(lambda: sim.connection_count == 2, 0.4)  # the push socket and the login
     sim.restart(downtime=0.3)
     events = adapter.events_until(is_event(ReconnectScheduled), SOON)
     in_order(events, is_event(Disconnected, code=1006), is_event(ReconnectScheduled, attempt=1))

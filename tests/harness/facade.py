@@ -455,6 +455,12 @@ class TrioFacade(_LoopFacade):
             try:
                 with trio.fail_after(timeout):
                     result = await function()
+            except Exception as exc:
+                # The caller's, as from ``await client.method()`` (a
+                # SendQueueFullError ...): raising it here would end the
+                # helpers' nursery, and with it the block.
+                future.set_exception(exc)
+                return
             except BaseException as exc:
                 future.set_exception(exc)
                 raise
