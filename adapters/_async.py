@@ -144,7 +144,7 @@ class AsyncSession(BaseSession[T, C]):
                 # core since that was checked (no await): no input is missed.
                 self._wakeup.clear()
                 await self._sleep_until(self.core.get_timer())
-                self._feed(self.core.handle_timer)
+                self._timer_if_due()
         finally:
             # Release whoever waits for the loop: it is gone.
             self._ended = True

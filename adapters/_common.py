@@ -369,6 +369,12 @@ class EventBuffer:
         """The oldest waiting event, or ``None``."""
         return as_event(self._events.popleft()) if self._events else None
 
+    def take_all(self) -> list[BatchItem]:
+        """Every waiting item, oldest first (``as_event`` makes each an event)."""
+        items = list(self._events)
+        self._events.clear()
+        return items
+
     @property
     def full(self) -> bool:
         """Whether reading should pause: an iterator is active and ``max_queue`` events wait."""
@@ -514,6 +520,13 @@ class BaseSession(Generic[T, C]):
                 return False
             self._feed(method, *args, channel=transport.channel)
             return True
+
+    def _timer_if_due(self) -> None:
+        """``handle_timer`` once the core's deadline has passed (not on every wake-up)."""
+        with self._lock:
+            deadline = self.core.get_timer()
+            if deadline is not None and self._clock() >= deadline:
+                self._feed(self.core.handle_timer)
 
     def _fail(self, transport: T, exc: BaseException) -> bool:
         """Report that ``transport`` could not be opened or broke."""

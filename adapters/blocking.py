@@ -51,6 +51,7 @@ from octoproto import (
     Secret,
     SendData,
     SessionState,
+    as_event,
 )
 
 from ._common import (
@@ -130,17 +131,23 @@ class EventIterator:
     def __init__(self, client: Session[Any], timeout: float | None) -> None:
         self._client: Session[Any] | None = client
         self._timeout = timeout
+        # What waited in the buffer, taken in one go (one lock, one wake-up
+        # of the loop per batch rather than per event).
+        self._taken: deque[BatchItem] = deque()
         client._iterating(True)
 
     def __iter__(self) -> EventIterator:
         return self
 
     def __next__(self) -> Event:
-        event = None if self._client is None else self._client._next_event(self._timeout)
-        if event is None:
-            self.close()
-            raise StopIteration
-        return event
+        taken = self._taken
+        if not taken:
+            if self._client is not None:
+                taken.extend(self._client._take_events(self._timeout))
+            if not taken:
+                self.close()
+                raise StopIteration
+        return as_event(taken.popleft())
 
     def close(self) -> None:
         """Stop buffering for this iterator (idempotent)."""
@@ -255,21 +262,23 @@ class Session(BaseSession[_Transport, C]):
         last iterator ends, is closed (``close()``, or leaving ``with
         client.events() as events:``) or is collected, as after a ``break``.
         While ``max_queue`` events wait, reading from the socket pauses:
-        nothing is dropped (the rule: ``_common.EventBuffer``). ``timeout``
+        nothing is dropped (the rule: ``_common.EventBuffer``); the iterator
+        takes what waits in one go (so at most ``max_queue`` more may be in
+        its hands). ``timeout``
         bounds the wait for each next event in seconds; when it passes,
         :class:`TimeoutError` is raised and the iterator stays usable.
         """
         self._refuse_on_loop_thread("events()")
         return EventIterator(self, timeout)
 
-    def _next_event(self, timeout: float | None) -> Event | None:
-        """The next buffered event, waiting for it; ``None`` once closed for good."""
+    def _take_events(self, timeout: float | None) -> list[BatchItem]:
+        """Every buffered event, waiting for one; ``[]`` once closed for good."""
         with self._cond:
             deadline = None if timeout is None else _clock() + timeout
             was_full = self._buffer.full
-            while (event := self._buffer.pop()) is None:
+            while not (items := self._buffer.take_all()):
                 if self._closed:
-                    return None
+                    return []
                 remaining = None if deadline is None else deadline - _clock()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"no event within {timeout} s")
@@ -277,7 +286,7 @@ class Session(BaseSession[_Transport, C]):
                 was_full = self._buffer.full
             if was_full:
                 self._wake()  # room again: the loop may read once more
-            return event
+            return items
 
     def _iterating(self, starts: bool) -> None:
         with self._lock:
@@ -363,7 +372,7 @@ class Session(BaseSession[_Transport, C]):
             with self._lock:
                 if self._transports.is_current(transport):
                     self._guarded(transport, self._advance)
-        self._feed(self.core.handle_timer)
+        self._timer_if_due()
         return True
 
     def _deliver(self, batch: list[BatchItem]) -> None:

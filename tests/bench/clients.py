@@ -35,6 +35,8 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+from octoproto import BinaryMessage, Connected, TextMessage
+
 Result = dict[str, float]
 
 _HANDSHAKE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -128,8 +130,6 @@ class _OctoprotoRun:
 
     def batch(self, batch: list[Any]) -> None:
         """The batch path: every input's output in one list (messages as str / bytes)."""
-        from octoproto import Connected
-
         counter = self.counter
         for item in batch:
             kind = type(item)
@@ -145,8 +145,6 @@ class _OctoprotoRun:
 
     def event(self, event: object) -> None:
         """The iterator path: one event at a time."""
-        from octoproto import BinaryMessage, Connected, TextMessage
-
         kind = type(event)
         if kind is TextMessage or kind is BinaryMessage:
             counter = self.counter
@@ -189,8 +187,6 @@ class _OctoprotoRun:
 def octoproto_asyncio(port: int, workload: str, count: int, size: int, path: str) -> Result:
     from octoproto.adapters import asyncio as adapter
 
-    from octoproto import Connected
-
     run = _OctoprotoRun(workload, count, size)
 
     async def main() -> None:
@@ -227,8 +223,6 @@ def octoproto_trio(port: int, workload: str, count: int, size: int, path: str) -
     import trio
     from octoproto.adapters import trio as adapter
 
-    from octoproto import Connected
-
     run = _OctoprotoRun(workload, count, size)
 
     async def main() -> None:
@@ -263,8 +257,6 @@ def octoproto_trio(port: int, workload: str, count: int, size: int, path: str) -
 
 def octoproto_blocking(port: int, workload: str, count: int, size: int, path: str) -> Result:
     from octoproto.adapters import blocking as adapter
-
-    from octoproto import Connected
 
     run = _OctoprotoRun(workload, count, size)
     done = threading.Event()
