@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ._entropy import Entropy, uniform
 from ._errors import LocalProtocolError
+from ._url import parse_server_url
 
 #: OctoPrint's documented reconnect schedule (seconds); it gives up after the last.
 OCTOPRINT_RECONNECT_DELAYS = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 40.0, 100.0)
@@ -189,6 +190,9 @@ class SessionConfig:
     warning_arg: object = None
 
     def __post_init__(self) -> None:
+        # Refused here, not only when a client is made: a URL with a password
+        # in it would otherwise live on in the config's repr().
+        parse_server_url(self.url)
         headers = self.headers.items() if isinstance(self.headers, Mapping) else self.headers
         header_pairs = tuple((str(name), str(value)) for name, value in headers)
         object.__setattr__(self, "headers", header_pairs)

@@ -36,6 +36,15 @@ def test_secret_equality_and_hash() -> None:
     assert len({Secret("a"), Secret("a"), Secret("b")}) == 2
 
 
+@pytest.mark.parametrize("url", ["http://octo:hunter2@example.com/", "ws://hunter2@example.com"])
+def test_credentials_in_the_url_are_refused_by_the_config_itself(url: str) -> None:
+    # Found by the secrets test: refused only when a client was made, such a
+    # config showed the password in its repr().
+    with pytest.raises(LocalProtocolError, match="credentials in the URL") as refused:
+        SessionConfig(url=url, entropy=SeededEntropy(1))
+    assert "hunter2" not in str(refused.value)
+
+
 def test_secret_must_be_a_str() -> None:
     with pytest.raises(LocalProtocolError, match="a secret must be a str, not bytes"):
         Secret(b"x")  # type: ignore[arg-type]
