@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -211,6 +212,8 @@ class SessionConfig:
                 # A NaN limit bounds nothing (every comparison with it is false),
                 # and a fractional one is not the bound it says.
                 raise LocalProtocolError(f"{name} must be an int, not {value!r}")
+            if value > sys.maxsize:  # zlib's output bound, for one, is a C ssize_t
+                raise LocalProtocolError(f"{name} must be at most {sys.maxsize}")
         for name in ("max_message_size", "max_http_response_size"):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be >= 1")

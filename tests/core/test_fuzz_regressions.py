@@ -12,6 +12,7 @@ import hashlib
 import math
 import random
 import struct
+import sys
 import zlib
 from typing import Any
 
@@ -82,6 +83,22 @@ def test_warning_settings_refuse_nan(name: str) -> None:
     # min() of (nan, 0, 1000) is nan, and nan < 0 is false: it slipped through.
     with pytest.raises(LocalProtocolError, match="must be >= 0"):
         session_config(**{name: math.nan})
+
+
+# --- fuzz target "config" (10-minute run): receiving a compressed message raised OverflowError
+
+
+@pytest.mark.parametrize(
+    "name", ["max_message_size", "max_http_response_size", "max_queued_messages"]
+)
+def test_limits_must_fit_a_c_ssize_t(name: str) -> None:
+    # max_message_size=10**30 was accepted; the first compressed message then
+    # asked zlib for up to 10**30 + 1 bytes and OverflowError escaped
+    # receive_data(): a remote input raising.
+    with pytest.raises(LocalProtocolError) as caught:
+        session_config(**{name: sys.maxsize + 1})
+    assert str(caught.value) == f"{name} must be at most {sys.maxsize}"
+    assert getattr(session_config(**{name: sys.maxsize}), name) == sys.maxsize
 
 
 # --- fuzz target "config": close_timeout=None was accepted, then disconnect() raised TypeError
