@@ -62,6 +62,9 @@ from octoproto import (
 READ_SIZE = 65536
 #: Events kept for ``async for`` / ``events()`` before reading pauses.
 DEFAULT_MAX_QUEUE = 1024
+#: Seconds events are still kept for a first iterator once messages go to
+#: handlers or callbacks (see :class:`EventBuffer`).
+ELSEWHERE_GRACE = 1.0
 #: The core's ``max_send_backlog`` unless given: every adapter here reports
 #: each write (``io_completed``), so the core can tell a server that stopped reading.
 DEFAULT_MAX_SEND_BACKLOG = 1 << 20
@@ -311,6 +314,14 @@ class EventBuffer:
       kept: when that many pile up, they are dropped and buffering stops
       until an iterator starts (a handler-only user never pays for it).
       Handlers see every event whatever the buffer does.
+    * Also while no iterator has ever started, buffering stops (and what
+      was kept is dropped) :data:`ELSEWHERE_GRACE` seconds after messages
+      were first handed to the user elsewhere (:meth:`taken_elsewhere`): a
+      handler, the callback or the batch callback. Such a client takes its
+      messages there; keeping up to ``max_queue`` parsed messages per
+      connection for an iterator that never comes would cost a fleet of
+      sockets megabytes each. An iterator started within that second
+      still gets every event from ``connect()`` on.
     * While an iterator is active, nothing is dropped: :attr:`full` is true
       once ``max_queue`` events wait, and the adapter then stops reading the
       push socket until the user catches up (the kernel's buffers and the
@@ -327,6 +338,8 @@ class EventBuffer:
         self.max_queue = max_queue
         self._buffering = True
         self._iterators = 0
+        self._started = False  # whether an iterator ever started
+        self._elsewhere_since: float | None = None  # when messages first went elsewhere
         # Events, and a plain WebSocket's messages as bare payloads (see
         # ``next_batch()``): each becomes its event when an iterator takes it.
         self._events: deque[BatchItem] = deque()
@@ -334,7 +347,22 @@ class EventBuffer:
     def start(self) -> None:
         """An iterator starts: buffer (again) from now on."""
         self._iterators += 1
+        self._started = True
         self._buffering = True
+
+    def taken_elsewhere(self, now: float) -> None:
+        """Messages went to handlers or callbacks at ``now`` (the adapter's clock).
+
+        With no iterator ever started, buffering stops once that has gone
+        on for :data:`ELSEWHERE_GRACE` seconds.
+        """
+        if self._started:
+            return
+        if self._elsewhere_since is None:
+            self._elsewhere_since = now
+        elif now - self._elsewhere_since >= ELSEWHERE_GRACE:
+            self._buffering = False
+            self._events.clear()
 
     def stop(self) -> None:
         """An iterator ends; after the last one, stop buffering and drop what none will read.
@@ -457,7 +485,12 @@ class BaseSession(Generic[T, C]):
         return self._feed(method, *args, **kwargs)
 
     def _dispatch(self, batch: list[BatchItem]) -> None:
-        """Deliver one batch (outside the lock): batch callback, handlers, iterators."""
+        """Deliver one batch (outside the lock) to the batch callback and the handlers.
+
+        The caller then hands it to the iterators' buffer, which stops
+        keeping events for an iterator that never started once messages
+        went here (see :class:`EventBuffer`).
+        """
         callback = self._on_batch
         if callback is not None:
             try:
@@ -465,25 +498,31 @@ class BaseSession(Generic[T, C]):
             except Exception:
                 name = getattr(callback, "__qualname__", type(callback).__qualname__)
                 _logger.exception("batch callback %s raised", name)
-        self._run_handlers(batch)
+        if self._run_handlers(batch) or callback is not None:
+            with self._lock:
+                self._buffer.taken_elsewhere(self._clock())
 
-    def _run_handlers(self, batch: list[BatchItem]) -> None:
+    def _run_handlers(self, batch: list[BatchItem]) -> bool:
         """Run the user's handlers for each push message and report their time to the throttle.
 
         Only an OctoPrint core has handlers (``core.handlers``; ``on``/``off``
         of :class:`BaseClient` register them). Handler errors are logged by
         the registry and do not stop the others. The handlers run outside
         the adapter's lock, so they may call the client, or wait for a
-        thread that does; only the report takes it.
+        thread that does; only the report takes it. Returns whether a push
+        message met a registered handler.
         """
         core = self.core
         if not isinstance(core, OctoPrintClient):
-            return
+            return False
+        handled = False
         for event in batch:
             if isinstance(event, PushMessage):
+                handled = handled or bool(core.handlers)
                 started = self._clock()
                 core.handlers.dispatch(event.type, event)
                 self._feed(core.message_processed, self._clock() - started)
+        return handled
 
     # --- every call into the core goes through these -------------------------
 

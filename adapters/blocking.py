@@ -379,13 +379,17 @@ class Session(BaseSession[_Transport, C]):
         if not batch:
             return
         self._dispatch(batch)
-        with self._cond:
-            self._buffer.extend(batch)
-            self._cond.notify_all()
+        called = False
         if self._callback is not None:
             for item in batch:
                 if isinstance(item, (PushMessage, str, bytes)):
+                    called = True
                     self._call_back(item)
+        with self._cond:
+            if called:
+                self._buffer.taken_elsewhere(_clock())
+            self._buffer.extend(batch)
+            self._cond.notify_all()
 
     def _report_closed(self, generation: int) -> None:
         # The callback hears of each close once, before wait() returns.

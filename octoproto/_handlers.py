@@ -164,6 +164,10 @@ class HandlerRegistry(Generic[T]):
             f"it is not registered for {preview(name)}"
         )
 
+    def __bool__(self) -> bool:
+        """Whether any handler is registered, under any name."""
+        return bool(self._handlers)
+
     def handlers(self, name: str) -> tuple[Callable[[T], object], ...]:
         """The handlers registered under exactly ``name``, in order.
 

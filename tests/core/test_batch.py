@@ -17,6 +17,7 @@ from octoproto import (
     BinaryMessage,
     Connected,
     Disconnected,
+    HandlerRegistry,
     SeededEntropy,
     SessionConfig,
     TextMessage,
@@ -127,3 +128,12 @@ def test_messages_around_control_frames_keep_their_order() -> None:
     assert h.client.next_batch() == ["a", "b"]
     h.pump()
     assert ("pong", b"x") in h.server.received
+
+
+def test_a_registry_is_true_while_a_handler_is_registered() -> None:
+    registry: HandlerRegistry[object] = HandlerRegistry()
+    assert not registry
+    registry.on("current", print)
+    assert registry
+    registry.off("current", print)
+    assert not registry
