@@ -237,7 +237,7 @@ def test_tcp_reset_mid_frame(adapter: Facade, faults: Faults) -> None:
 
 
 @fault_case(
-    "server closes the TCP connection (1006)", "Disconnected(1006); reconnects; nothing lost"
+    "close 1006 by drop (FIN, no close frame)", "Disconnected(1006); reconnects; nothing lost"
 )
 def test_server_drops_the_connection(adapter: Facade, faults: Faults) -> None:
     server = faults(open_then(lambda peer: peer.sleep(0.05)))  # then the socket closes: a FIN
