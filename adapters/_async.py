@@ -75,6 +75,9 @@ class AsyncSession(BaseSession[T, C]):
         self._room_in_buffer = flag()
         self._closed = flag()  # closed for good, as the loop last saw it (or the loop ended)
         self._ended = False  # the loop has ended: left, cancelled or crashed
+        # The deadline the loop task sleeps until (None: no timer), so that a
+        # reader's turn wakes it only when the core's deadline came earlier.
+        self._sleeping_until: float | None = None
         self._feed(core.connect)
 
     # --- the user's surface (core, state, is_open, call, on_batch: see BaseSession)
@@ -130,26 +133,61 @@ class AsyncSession(BaseSession[T, C]):
     async def _run(self) -> None:
         try:
             while True:
-                self._execute()
-                if self._deliver():
-                    # Handlers may have called the core (a reply, a throttle
-                    # change): carry that out now, not at the next input.
-                    continue
-                if self.core.state is SessionState.CLOSED:
-                    # Closed for good (no timers are left): tell disconnect()
-                    # and the iterators, then sleep until the user reconnects.
-                    self._closed.set()
-                    self._events_waiting.set()
+                self._turn()
                 # No command or event is waiting, and nothing could feed the
                 # core since that was checked (no await): no input is missed.
                 self._wakeup.clear()
-                await self._sleep_until(self.core.get_timer())
+                self._sleeping_until = self.core.get_timer()
+                await self._sleep_until(self._sleeping_until)
                 self._timer_if_due()
         finally:
             # Release whoever waits for the loop: it is gone.
             self._ended = True
             self._closed.set()
             self._events_waiting.set()
+
+    def _turn(self) -> None:
+        """Carry out the core's commands and deliver its events until none are left.
+
+        The loop's work between two waits, with no await: run by the loop
+        task, and by a reader task right after the input it fed (see
+        :meth:`_received`).
+        """
+        while True:
+            self._execute()
+            if not self._deliver():
+                break
+            # Handlers may have called the core (a reply, a throttle
+            # change): carry that out now, not at the next input.
+        if self.core.state is SessionState.CLOSED:
+            # Closed for good (no timers are left): tell disconnect() and
+            # the iterators; the loop sleeps until the user reconnects.
+            self._closed.set()
+            self._events_waiting.set()
+
+    def _received(self, transport: T, data: bytes) -> bool:
+        """Feed ``data`` from the socket and take the loop's turn here, in the reader's task.
+
+        Waking the loop task for it would cost a task switch per read; the
+        turn is the same code either way, and no other task runs in between
+        (no await). The loop task is woken only if the core's next deadline
+        is now earlier than the one it sleeps until. Returns whether
+        ``transport`` is still current.
+        """
+        with self._lock:
+            if not self._transports.is_current(transport):
+                return False
+            self.core.receive_data(data, self._clock(), channel=transport.channel)
+            self._transports.take()
+        if self._ended:
+            return True
+        self._turn()
+        deadline = self.core.get_timer()
+        if deadline is not None and (
+            self._sleeping_until is None or deadline < self._sleeping_until
+        ):
+            self._wake()
+        return True
 
     def _execute(self) -> None:
         while (entry := self._transports.next()) is not None:
@@ -229,7 +267,7 @@ class AsyncSession(BaseSession[T, C]):
             if not data:
                 self._report(transport, self.core.receive_eof)
                 return
-            if not self._report(transport, self.core.receive_data, data):
+            if not self._received(transport, data):
                 return
 
     # --- what each adapter supplies -------------------------------------------

@@ -68,6 +68,8 @@ class Session(AsyncSession[_Transport, C]):
         self._host = asyncio.current_task()
         self._exiting = False
         self._failure: Exception | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the loop's wake-up for the core
+        self._timer_at = 0.0
         super().__init__(
             core,
             clock=self._loop.time,
@@ -79,15 +81,23 @@ class Session(AsyncSession[_Transport, C]):
 
     async def _sleep_until(self, deadline: float | None) -> None:
         # A timer on the loop's own clock (the core's clock) sets the same
-        # event as any input does; no extra task, unlike wait_for.
-        timer = None
-        if deadline is not None:
-            timer = self._loop.call_at(deadline + _CLOCK_RESOLUTION, self._wakeup.set)
-        try:
-            await self._wakeup.wait()
-        finally:
+        # event as any input does; no extra task, unlike wait_for. It is
+        # kept while it is due no later than the core's deadline: the link
+        # timers move on with every chunk received, and re-arming a timer
+        # per input costs more (a heap push and a cancelled handle) than the
+        # one early turn of the loop a stale timer costs (the core's
+        # deadline is checked on every turn: see ``_timer_if_due``).
+        timer = self._timer
+        if deadline is not None and (timer is None or self._timer_at > deadline):
             if timer is not None:
                 timer.cancel()
+            self._timer_at = deadline
+            self._timer = self._loop.call_at(deadline + _CLOCK_RESOLUTION, self._timer_fired)
+        await self._wakeup.wait()
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._wakeup.set()
 
     def _start(self, transport: _Transport) -> None:
         transport.task = self._spawn(self._transport_task(transport))
@@ -176,6 +186,8 @@ class Session(AsyncSession[_Transport, C]):
         finally:
             for task in list(self._tasks):
                 task.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
             self._abandon()
             await self._wait_for_tasks()
 
