@@ -356,7 +356,13 @@ class OctoPrintClient(SessionEngine):
             self._login_failed(status, "rate limited by the server", now, retry=True)
         elif 400 <= status < 500:
             self._login_blocked = True
-            reason = "wrong credentials" if status == 403 else f"refused: {response.reason}"
+            # OctoPrint (1.11.8) takes an API key it does not know for no key
+            # at all, and refuses the request for want of a CSRF token (400).
+            wrong_key = status == 400 and b"CSRF" in response.body and self._octo.api_key
+            if status == 403 or wrong_key:
+                reason = "wrong credentials"
+            else:
+                reason = f"refused: {response.reason}"
             self._login_failed(status, reason, now, retry=False)
         else:
             self._login_failed(status, f"server error: {status} {response.reason}", now, retry=True)

@@ -683,14 +683,14 @@ class ServerConnection:
         bearer = _header(request, "authorization") or ""
         api_key = _header(request, "x-api-key") or (bearer[7:] if bearer[:7] == "Bearer " else None)
         mechanism = "apikey"
-        if api_key is not None:
+        if api_key is not None and api_key == config.api_key:
             # API-key requests skip CSRF; user/pass next to a key log in
             # without a session, as observed.
-            if api_key != config.api_key:
-                self._respond(403, {"error": "Invalid API key"}, now)
-                return
             with_session = "user" not in data and data.get("passive") is True
         else:
+            # An unknown API key counts for nothing, as on OctoPrint 1.11.8:
+            # the request is a browser's and needs the CSRF cookie (so a
+            # wrong key is answered 400, not 403).
             cookies: SimpleCookie = SimpleCookie()
             with contextlib.suppress(CookieError):  # a broken Cookie header: no cookie
                 cookies.load(_header(request, "cookie") or "")

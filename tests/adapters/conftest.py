@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from harness.facade import ADAPTERS, Facade
-from harness.faultmatrix import MARKER, FaultMatrix
+from harness.faultmatrix import register
 from harness.fixtures import facade_for, nothing_left_running
 from octoproto.adapters.simulator import SimulatorHandle, run_simulator
 
@@ -24,8 +24,7 @@ __all__ = ["adapter", "nothing_left_running", "simulator"]
 
 def pytest_configure(config: pytest.Config) -> None:
     """The ``fault_case`` marker, and the plugin that writes docs/fault-matrix.md on request."""
-    config.addinivalue_line("markers", MARKER)
-    config.pluginmanager.register(FaultMatrix(), "octoproto-fault-matrix")
+    register(config)
 
 
 #: Short intervals so that a test sees every kind of message within a second.

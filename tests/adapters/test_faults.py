@@ -699,6 +699,20 @@ def test_login_403(
     assert adapter.state is SessionState.OPEN and adapter.core.auth_state is AuthState.ANONYMOUS
 
 
+@fault_case(
+    "login with a wrong API key",
+    "LoginFailed(400, 'wrong credentials'), no retry (OctoPrint's answer: CSRF); stays up",
+)
+def test_login_with_a_wrong_api_key(adapter: Facade, simulator: Simulator) -> None:
+    sim = simulator()
+    sim_start(adapter, sim, api_key="not-" + sim.api_key, login_retry_delay=0.1)
+    events = adapter.events_until(is_event(LoginFailed), SOON)
+    assert events[-1] == LoginFailed(400, "wrong credentials", None)
+    events += adapter.events_for(0.3)
+    assert not [e for e in events if isinstance(e, (LoginSucceeded, Authenticated, Disconnected))]
+    assert adapter.state is SessionState.OPEN and adapter.core.auth_state is AuthState.ANONYMOUS
+
+
 @fault_case("login answered 429 (rate limit)", "LoginFailed(429, retry_in); logs in on the retry")
 def test_login_429(
     adapter: Facade, simulator: Simulator, sent_to_simulator: list[tuple[object, str | None]]

@@ -713,9 +713,29 @@ def test_wrong_credentials_stop_automatic_logins_until_login() -> None:
 
 
 def test_a_refused_login_other_than_403_also_blocks() -> None:
-    o = Octo(LoginServer(http_response(400, b"CSRF validation failed")), api_key=API_KEY)
+    o = Octo(LoginServer(http_response(400, b"Expected a JSON object")), api_key=API_KEY)
     assert o.up()[-1] == LoginFailed(400, "refused: Bad Request", None)
     assert o.client.get_timer() is None
+
+
+def test_an_api_key_refused_for_want_of_csrf_is_a_wrong_key() -> None:
+    # What OctoPrint 1.11.8 answers a passive login with a key it does not
+    # know (tests/integration/test_faults_real.py): it was taken for no key.
+    o = Octo(
+        LoginServer(http_response(400, b'{"error": "CSRF validation failed"}')), api_key=API_KEY
+    )
+    assert o.up()[-1] == LoginFailed(400, "wrong credentials", None)
+    assert o.client.get_timer() is None
+
+
+def test_a_csrf_refusal_of_a_password_login_is_no_verdict_on_the_password() -> None:
+    page = http_response(200, headers=(("Set-Cookie", "csrf_token_P5000=t"),))
+    o = Octo(
+        LoginServer(page, http_response(400, b"CSRF validation failed")),
+        username="alice",
+        password=PASSWORD,
+    )
+    assert o.up()[-1] == LoginFailed(400, "refused: Bad Request", None)
 
 
 def test_login_unblocks_while_disconnected_and_logs_in_at_the_next_connected() -> None:

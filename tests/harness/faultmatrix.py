@@ -23,7 +23,7 @@ import pytest
 
 from harness.facade import ADAPTERS
 
-__all__ = ["ENV", "MATRIX", "FaultMatrix"]
+__all__ = ["ENV", "MATRIX", "FaultMatrix", "register"]
 
 #: The variable that turns the report on.
 ENV = "OCTOPROTO_WRITE_FAULT_MATRIX"
@@ -32,6 +32,14 @@ MATRIX = Path(__file__).resolve().parents[2] / "docs" / "fault-matrix.md"
 MARKER = "fault_case(case, expected): one row of the fault matrix (docs/fault-matrix.md)"
 
 _SHOWN = {"pass": "pass", "fail": "**FAIL**", "skip": "skipped"}
+_PLUGIN = "octoproto-fault-matrix"
+
+
+def register(config: pytest.Config) -> None:
+    """The ``fault_case`` marker and the report plugin, once per session (any conftest)."""
+    config.addinivalue_line("markers", MARKER)
+    if not config.pluginmanager.has_plugin(_PLUGIN):
+        config.pluginmanager.register(FaultMatrix(), _PLUGIN)
 
 
 class FaultMatrix:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness.faultmatrix import register
 from harness.fixtures import adapter, all_adapters, nothing_left_running
 from servers.octoprint_server import OctoPrintServer, free_port, install, start, stop
 
@@ -27,6 +28,11 @@ _SKIP_REASON = "OCTOPROTO_SKIP_REAL_SERVERS=1: real-server integration tests ski
 
 def _skip_real_servers() -> bool:
     return os.environ.get("OCTOPROTO_SKIP_REAL_SERVERS") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The fault matrix's marker and report (test_faults_real.py has rows in it)."""
+    register(config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
