@@ -10,7 +10,7 @@ Only when ``OCTOPROTO_WRITE_FAULT_MATRIX=1`` is set does the session's end
 write ``docs/fault-matrix.md``, so an ordinary run never rewrites the docs::
 
     OCTOPROTO_WRITE_FAULT_MATRIX=1 python -m pytest tests/adapters/test_faults.py \
-        tests/adapters/test_secrets.py
+        tests/adapters/test_secrets.py tests/integration/test_faults_real.py
 """
 
 from __future__ import annotations
@@ -100,12 +100,14 @@ class FaultMatrix:
                 "state, reconnected when the schedule says so, reported the right events,",
                 "left no task, thread or socket behind, and lost no user message (queued",
                 "ones delivered after the reconnect or handed back in `SendFailed`).",
-                "The cases are `tests/adapters/test_faults.py` and",
-                "`tests/adapters/test_secrets.py`; to regenerate:",
+                "The cases are `tests/adapters/test_faults.py` (the simulated OctoPrint and",
+                "a purpose-built faulty server, `tests/harness/faultserver.py`),",
+                "`tests/adapters/test_secrets.py` and, against the real OctoPrint,",
+                "`tests/integration/test_faults_real.py`; to regenerate:",
                 "",
                 "```sh",
                 f"{ENV}=1 python -m pytest tests/adapters/test_faults.py \\",
-                "    tests/adapters/test_secrets.py",
+                "    tests/adapters/test_secrets.py tests/integration/test_faults_real.py",
                 "```",
                 "",
                 total,
