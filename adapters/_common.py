@@ -350,19 +350,22 @@ class EventBuffer:
         self._started = True
         self._buffering = True
 
-    def taken_elsewhere(self, now: float) -> None:
+    def taken_elsewhere(self, now: float | None) -> None:
         """Messages went to handlers or callbacks at ``now`` (the adapter's clock).
 
         With no iterator ever started, buffering stops once that has gone
-        on for :data:`ELSEWHERE_GRACE` seconds.
+        on for :data:`ELSEWHERE_GRACE` seconds; at once for ``now=None``
+        (a batch callback was registered).
         """
         if self._started:
             return
-        if self._elsewhere_since is None:
-            self._elsewhere_since = now
-        elif now - self._elsewhere_since >= ELSEWHERE_GRACE:
-            self._buffering = False
-            self._events.clear()
+        if now is not None:
+            if self._elsewhere_since is None:
+                self._elsewhere_since = now
+            if now - self._elsewhere_since < ELSEWHERE_GRACE:
+                return
+        self._buffering = False
+        self._events.clear()
 
     def stop(self) -> None:
         """An iterator ends; after the last one, stop buffering and drop what none will read.
@@ -463,12 +466,18 @@ class BaseSession(Generic[T, C]):
         plain WebSocket's messages as their bare ``str`` / ``bytes`` (no
         object per message; :func:`~octoproto.as_event` makes the event of
         an item). An exception it raises is logged on ``octoproto.handlers``
-        (not the batch). Iterators and handlers still get everything.
+        (not the batch). Iterators and handlers still get everything, but
+        registered before any iterator started, it ends the keeping of
+        events for a first iterator at once (it is where they go now; an
+        iterator started later gets the events from its start).
         ``None`` removes it.
         """
         if callback is not None and not callable(callback):
             raise TypeError("the batch callback must be callable")
-        self._on_batch = callback
+        with self._lock:
+            self._on_batch = callback
+            if callback is not None:
+                self._buffer.taken_elsewhere(None)
 
     def call(self, method: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Call an input method of :attr:`core` (``send``, ``subscribe`` ...) and carry it out.
@@ -509,20 +518,31 @@ class BaseSession(Generic[T, C]):
         of :class:`BaseClient` register them). Handler errors are logged by
         the registry and do not stop the others. The handlers run outside
         the adapter's lock, so they may call the client, or wait for a
-        thread that does; only the report takes it. Returns whether a push
-        message met a registered handler.
+        thread that does; only the report takes it, once per batch. Returns
+        whether push messages met a registered handler.
         """
         core = self.core
         if not isinstance(core, OctoPrintClient):
             return False
-        handled = False
+        clock = self._clock
+        dispatch = core.handlers.dispatch
+        times = []
         for event in batch:
             if isinstance(event, PushMessage):
-                handled = handled or bool(core.handlers)
-                started = self._clock()
-                core.handlers.dispatch(event.type, event)
-                self._feed(core.message_processed, self._clock() - started)
-        return handled
+                started = clock()
+                dispatch(event.type, event)
+                times.append(clock() - started)
+        if not times:
+            return False
+        # One report for the batch: the same measurements, in order, at the
+        # time the last handler returned (one lock, one take of commands).
+        with self._lock:
+            now = clock()
+            for seconds in times:
+                core.message_processed(seconds, now)
+            self._transports.take()
+            self._wake()
+        return bool(core.handlers)
 
     # --- every call into the core goes through these -------------------------
 

@@ -216,8 +216,17 @@ def test_the_buffer_stops_for_a_client_that_takes_its_messages_elsewhere() -> No
     assert buffer.take_all() == []  # no iterator came: nothing is kept any more
     buffer.start()  # an iterator: buffering again, and for good
     buffer.taken_elsewhere(100.0)
+    buffer.taken_elsewhere(None)
     buffer.extend(["e"])
     assert buffer.pop() == TextMessage("e")
+
+
+def test_a_batch_callback_ends_the_keeping_for_a_first_iterator_at_once() -> None:
+    buffer = EventBuffer(max_queue=100)
+    buffer.extend(["a"])
+    buffer.taken_elsewhere(None)  # what on_batch() does before any iterator
+    buffer.extend(["b"])
+    assert buffer.take_all() == []
 
 
 def test_a_late_iterator_after_the_grace_misses_what_went_elsewhere(server: _Server) -> None:
