@@ -638,11 +638,11 @@ class Client(Session[OctoPrintClient], BaseClient[_Transport]):
 
     def send_message(self, message_type: str, payload: object) -> None:
         """Send ``{message_type: payload}`` (validated; queued while disconnected)."""
-        self._call(self.core.send_message, message_type, payload)
+        self._feed(self.core.send_message, message_type, payload)
 
     def send_auth(self, user: str, session: str | Secret) -> None:
         """Authenticate the socket with a session from ``POST /api/login``."""
-        self._call(self.core.send_auth, user, session)
+        self._feed(self.core.send_auth, user, session)
 
     def subscribe(self, subscription: dict[str, object]) -> None:
         """Replace the subscription (kept for reconnects)."""

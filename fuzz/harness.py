@@ -759,7 +759,9 @@ class Driver:
             self._message_id += 1
             payload = {"n": self._message_id, "data": message if isinstance(message, str) else ""}
             text = json.dumps({"fuzz": payload}, separators=(",", ":"))
-            return self._user(lambda: client.send_message("fuzz", payload), accept=text)
+            return self._user(
+                lambda: client.send_message("fuzz", payload, now=self.now), accept=text
+            )
         assert isinstance(client, WebSocketClient)
         return self._user(lambda: client.send(message), accept=_key(message))
 
@@ -770,8 +772,8 @@ class Driver:
             return False
         self.advance(dt)
         calls: list[Callable[[], None]] = [
-            lambda: client.send_auth("octo", f"session{value}"),
-            lambda: client.send_auth("a:b" if value % 2 else "", "s"),
+            lambda: client.send_auth("octo", f"session{value}", now=self.now),
+            lambda: client.send_auth("a:b" if value % 2 else "", "s", now=self.now),
             lambda: client.subscribe({"state": bool(value % 2), "events": ["PrintDone"]}),
             lambda: client.subscribe({"bogus": value}),
             lambda: client.set_throttle(value % 5),
@@ -780,11 +782,11 @@ class Driver:
             lambda: client.message_processed(value / 50.0, self.now),
             lambda: client.message_processed(-1.0, self.now),
             lambda: client.login(self.now),
-            lambda: client.send_message("throttle", value % 4),
-            lambda: client.send_message("auth", f"octo:s{value}"),
+            lambda: client.send_message("throttle", value % 4, now=self.now),
+            lambda: client.send_message("auth", f"octo:s{value}", now=self.now),
             lambda: client.send_message("subscribe", {"plugins": True}),
             lambda: client.send_message("", 1),
-            lambda: client.send_message("x", math.nan),
+            lambda: client.send_message("x", math.nan, now=self.now),
         ]
         return self._user(calls[kind % len(calls)])
 

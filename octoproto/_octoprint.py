@@ -197,14 +197,17 @@ class OctoPrintClient(SessionEngine):
         """The current throttle factor (``current`` at most every factor × 0.5 s)."""
         return self._throttle.factor
 
-    def send_message(self, message_type: str, payload: object) -> None:
+    def send_message(self, message_type: str, payload: object, *, now: float | None = None) -> None:
         """Send ``{message_type: payload}`` (the JS client's ``sendMessage``).
 
         Validated first, so the server is never made to drop the connection.
         ``auth``, ``throttle`` and ``subscribe`` are routed to
         :meth:`send_auth`, :meth:`set_throttle` and :meth:`subscribe`, which
-        also remember them for the next connection.
+        also remember them for the next connection. ``now``: as for
+        :meth:`send_auth`.
         """
+        if now is not None:
+            self._advance(now)
         if message_type == "auth":
             if not isinstance(payload, str):
                 raise InvalidMessageError("an auth payload is a 'user:session' string")
@@ -217,12 +220,16 @@ class OctoPrintClient(SessionEngine):
         else:
             self._send_user_message(encode_message(message_type, payload))
 
-    def send_auth(self, user: str, session: str | Secret) -> None:
+    def send_auth(self, user: str, session: str | Secret, *, now: float | None = None) -> None:
         """Authenticate the socket with a session from ``POST /api/login`` (``sendAuth``).
 
         The session is kept (as a :class:`~octoproto.Secret`) and sent again
-        after every reconnect.
+        after every reconnect. Pass ``now`` (adapters do): the auth's grace
+        period starts then; without it, it starts at the last input's ``now``,
+        which may be long past, and the grace is over at once.
         """
+        if now is not None:
+            self._advance(now)
         secret = as_secret(session)
         if secret is None:
             raise InvalidMessageError("auth: the session must be a non-empty str, got NoneType")

@@ -14,6 +14,7 @@ import random
 import struct
 import sys
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from octoproto import (
     Channel,
     CloseTransport,
     LocalProtocolError,
+    OctoPrintClient,
     OctoPrintConfig,
     OpenTransport,
     ReconnectSchedule,
@@ -31,6 +33,12 @@ from octoproto import (
 )
 from octoproto._frames import WsMessage
 from octoproto._handshake import ClientHandshake
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # fuzz/ lives beside tests/
+    sys.path.insert(0, str(ROOT))
+
+from fuzz.harness import ByteReader, Driver, octoprint_variant  # noqa: E402
 
 ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -182,3 +190,29 @@ def test_inflation_does_not_depend_on_how_the_bytes_were_cut() -> None:
     whole = received([frame])
     assert whole == [WsMessage(block * 2)]
     assert received([frame[i : i + 1] for i in range(len(frame))]) == whole
+
+
+# --- fuzz target "config" (second 10-minute run): the auth grace period was over before it began
+
+
+def test_send_auth_grace_period_starts_at_the_given_now() -> None:
+    # send_auth() took no now, so the 1 s grace period (armed when no history
+    # will confirm the auth) started at the last input's now. With no link
+    # timers (or a quiet link) that was long past: get_timer() went behind
+    # the clock and the auth counted as confirmed at once. Adapters now pass
+    # now (send_auth and send_message take it).
+    overrides = {"ping_interval": None, "dead_link_timeout": None, "subscription": {"events": True}}
+    config = octoprint_variant(1, 0, compression=False, overrides=overrides)
+    driver = Driver(OctoPrintClient(config))
+    driver.connect()
+    driver.transport_opened(Channel.SOCKET)
+    driver.progress(ByteReader(b""))  # the 101
+    driver.progress(ByteReader(b""))  # o, connected
+    client = driver.client
+    assert isinstance(client, OctoPrintClient) and client.get_timer() is None
+    client.send_auth("octo", "S1", now=10.0)
+    assert client.get_timer() == 11.0
+    client.send_message("auth", "octo:S2", now=20.0)
+    assert client.get_timer() == 21.0
+    client.send_auth("octo", "S3")  # without now: the last one given
+    assert client.get_timer() == 21.0
