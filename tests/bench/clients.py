@@ -196,7 +196,7 @@ def octoproto_asyncio(port: int, workload: str, count: int, size: int, path: str
             url = f"http://127.0.0.1:{port}/octoprint/{count}"
             async with adapter.connect(url) as client:
                 client.on("current", run.octoprint_handler())
-                run.send = lambda text: client.call(client.core.send_message, "go", {})
+                run.send = lambda text: client.feed(client.core.send_message, "go", {})
                 async for event in client:
                     if isinstance(event, Connected):
                         run.connected()
@@ -232,7 +232,7 @@ def octoproto_trio(port: int, workload: str, count: int, size: int, path: str) -
             url = f"http://127.0.0.1:{port}/octoprint/{count}"
             async with adapter.connect(url) as client:
                 client.on("current", run.octoprint_handler())
-                run.send = lambda text: client.call(client.core.send_message, "go", {})
+                run.send = lambda text: client.feed(client.core.send_message, "go", {})
                 async for event in client:
                     if isinstance(event, Connected):
                         run.connected()
