@@ -57,7 +57,7 @@ BUILD = DEFAULT_WORK
 #: Every this-many executions one runs under tracemalloc, against the memory budget.
 MEMORY_SAMPLE = 97
 #: Peak Python memory one execution may use: a base plus a multiple of the input size.
-MEMORY_BASE = 6 * 1024 * 1024
+MEMORY_BASE = 12 * 1024 * 1024
 MEMORY_PER_INPUT_BYTE = 64
 
 
