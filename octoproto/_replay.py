@@ -144,6 +144,8 @@ class ReplayMismatch(AssertionError):
 
 # Argument kinds: how a value is written and read back.
 _NOW, _CHANNEL, _BYTES, _SECRET, _JSON = "now", "channel", "bytes", "secret", "json"
+#: A ``now`` the caller may leave out (sends take one only to start timers exactly).
+_OPTIONAL_NOW = "optional now"
 
 #: Every input method: its parameters in positional order, with their kind.
 _INPUTS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -158,8 +160,8 @@ _INPUTS: dict[str, tuple[tuple[str, str], ...]] = {
     "io_completed": (("operation", _JSON), ("nbytes", _JSON), ("seconds", _JSON), ("now", _NOW)),
     "clear_stats": (),
     "send": (("message", _JSON),),
-    "send_message": (("message_type", _JSON), ("payload", _JSON)),
-    "send_auth": (("user", _JSON), ("session", _SECRET)),
+    "send_message": (("message_type", _JSON), ("payload", _JSON), ("now", _OPTIONAL_NOW)),
+    "send_auth": (("user", _JSON), ("session", _SECRET), ("now", _OPTIONAL_NOW)),
     "subscribe": (("subscription", _JSON),),
     "set_throttle": (("factor", _JSON),),
     "increase_rate": (),
@@ -599,10 +601,10 @@ def _decode_call(
             raise InvalidTraceError(f"{where}: 'args' must be an object")
         for param, value in args.items():
             kind = schema.get(param, _NOW)
-            if kind == _NOW:
+            if kind in (_NOW, _OPTIONAL_NOW):
                 raise InvalidTraceError(f"{where}: {name}() has no argument {param!r} in 'args'")
             kwargs[param] = _decode_arg(kind, value, where, param)
-    if "now" in schema:
+    if schema.get("now") == _NOW or (schema.get("now") == _OPTIONAL_NOW and "now" in record):
         now = record.get("now")
         if type(now) not in (int, float):
             raise InvalidTraceError(f"{where}: 'now' must be a number")
@@ -901,12 +903,12 @@ class Recorder(Generic[ClientT]):
             return line
         encoded: dict[str, object] = {}
         for param, kind in _INPUTS[name]:
-            if param in args:
+            if param in args and not (kind == _OPTIONAL_NOW and args[param] is None):
                 try:
                     value = self._encode_arg(name, kind, args[param], args)
                 except _Unencodable:
                     return {"in": name, "unrecorded": param}
-                if kind == _NOW:
+                if kind in (_NOW, _OPTIONAL_NOW):
                     line["now"] = value
                 else:
                     encoded[param] = value
@@ -916,7 +918,7 @@ class Recorder(Generic[ClientT]):
 
     def _encode_arg(self, name: str, kind: str, value: object, args: dict[str, object]) -> object:
         redactor = self._redactor
-        if kind == _NOW:
+        if kind in (_NOW, _OPTIONAL_NOW):
             if type(value) not in (int, float):
                 raise _Unencodable
             return value
