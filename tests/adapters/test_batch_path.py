@@ -194,10 +194,15 @@ def test_a_raising_batch_callback_is_logged(
         raise RuntimeError("boom")
 
     core = _core(server)
-    with caplog.at_level(logging.ERROR, "octoproto.handlers"), blocking.open_session(core) as s:
+    # The iterator first: a batch callback registered before any iterator
+    # would end the keeping of events for one, and the loop runs already.
+    with (
+        caplog.at_level(logging.ERROR, "octoproto.handlers"),
+        blocking.open_session(core) as s,
+        s.events(timeout=TIMEOUT) as events,
+    ):
         s.on_batch(on_batch)
-        with s.events(timeout=TIMEOUT) as events:
-            assert type(next(events)) is Connected  # the loop goes on
+        assert type(next(events)) is Connected  # the loop goes on
     assert "batch callback" in caplog.text
     with pytest.raises(TypeError):
         s.on_batch("not callable")  # type: ignore[arg-type]
