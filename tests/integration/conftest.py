@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from harness.faultmatrix import register
 from harness.fixtures import adapter, all_adapters, nothing_left_running
+from servers import rpc_server
 from servers.octoprint_server import OctoPrintServer, free_port, install, start, stop
 
 # The adapter suite's facade fixtures, so these tests run once per adapter too.
@@ -65,3 +66,23 @@ def octoprint_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OctoP
         yield server
     finally:
         stop(server)
+
+
+@pytest.fixture(scope="session", name="rpc_server")
+def rpc_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rpc_server.RpcServer]:
+    """A real rpc-websockets server (JSON and MessagePack ports), shared by the session.
+
+    Installed into ``.servers/rpc-node`` on first use (needs node and npm).
+    Tests may ``rpc_server.restart(server)``: the object is updated in place.
+    """
+    if _skip_real_servers():
+        pytest.skip(_SKIP_REASON)
+    rpc_server.install()
+    log_file = tmp_path_factory.mktemp("rpc-server") / "server.log"
+    began = time.monotonic()
+    server = rpc_server.start(rpc_server.free_port(), rpc_server.free_port(), log_file)
+    print(f"rpc-websockets ready at {server.url()} in {time.monotonic() - began:.2f} s")
+    try:
+        yield server
+    finally:
+        rpc_server.stop(server)
