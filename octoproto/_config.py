@@ -171,6 +171,8 @@ class SessionConfig:
     max_http_response_size: int = 1024 * 1024
     #: Messages kept while disconnected; beyond this ``send`` raises.
     max_queued_messages: int = 100
+    #: Calls (RPC requests, Socket.IO acks) waiting for replies; beyond this a call raises.
+    max_pending_calls: int = 1000
     #: Queue messages sent while disconnected (else ``send`` raises at once).
     queue_while_disconnected: bool = True
     #: Bytes sent on the push socket that the adapter has not yet reported
@@ -206,7 +208,12 @@ class SessionConfig:
         _positive_or_none("close_timeout", self.close_timeout)
         _positive_or_none("ping_interval", self.ping_interval)
         _positive_or_none("dead_link_timeout", self.dead_link_timeout)
-        for name in ("max_message_size", "max_http_response_size", "max_queued_messages"):
+        for name in (
+            "max_message_size",
+            "max_http_response_size",
+            "max_queued_messages",
+            "max_pending_calls",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 # A NaN limit bounds nothing (every comparison with it is false),
@@ -217,8 +224,9 @@ class SessionConfig:
         for name in ("max_message_size", "max_http_response_size"):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be >= 1")
-        if self.max_queued_messages < 0:
-            raise LocalProtocolError("max_queued_messages must be >= 0")
+        for name in ("max_queued_messages", "max_pending_calls"):
+            if getattr(self, name) < 0:
+                raise LocalProtocolError(f"{name} must be >= 0")
         backlog = self.max_send_backlog
         if backlog is not None and (
             isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1

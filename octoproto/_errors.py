@@ -36,3 +36,33 @@ class SendQueueFullError(LocalProtocolError):
 
 class NotConnectedError(LocalProtocolError):
     """A message was sent while the session is closed and will not reconnect."""
+
+
+class CallError(Exception):
+    """A call (an RPC request, a Socket.IO ack) did not get its result.
+
+    Raised by the adapters' ``call`` methods and carried by
+    :class:`~octoproto.CallFailed`. Unlike :class:`LocalProtocolError` it is
+    not the caller's mistake: the server answered with an error, or did not
+    answer. Two errors are equal when their type and arguments are, so
+    events holding them compare (and replay) by value.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.args == self.args
+
+    def __hash__(self) -> int:
+        # Not hash(self.args): an RPC error's data may be a dict.
+        return hash((type(self), str(self)))
+
+
+class CallTimeoutError(CallError, TimeoutError):
+    """No reply came within the call's timeout ("reply timeout").
+
+    A reply that still comes later is dropped and counted
+    (``late_replies``).
+    """
+
+
+class ConnectionLostError(CallError, ConnectionError):
+    """The connection dropped while the call was in flight, or the session closed first."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._errors import CallError
+
 
 class Event:
     """Base class of every event the core emits."""
@@ -133,6 +135,30 @@ class SendFailed(Event):
 
     messages: tuple[str | bytes, ...]
     reason: str
+
+
+# --- calls (RPC requests, Socket.IO acks) --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallSucceeded(Event):
+    """The call ``call_id`` got its reply: ``result`` (an RPC result, a Socket.IO ack's args)."""
+
+    call_id: int
+    result: object
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed(Event):
+    """The call ``call_id`` ended without a result: ``error`` says why.
+
+    A :class:`~octoproto.CallTimeoutError`, a
+    :class:`~octoproto.ConnectionLostError`, or the dialect's own subclass
+    of :class:`~octoproto.CallError` for an error the server answered.
+    """
+
+    call_id: int
+    error: CallError
 
 
 # --- usage warnings (Qore WebSocketClient) -----------------------------------

@@ -22,14 +22,24 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
+from ._calls import CallMatch, CallTable
 from ._commands import Channel, CloseTransport, Command, OpenTransport, SendData
 from ._config import SessionConfig
-from ._errors import LocalProtocolError, NotConnectedError, SendQueueFullError
+from ._errors import (
+    CallError,
+    CallTimeoutError,
+    ConnectionLostError,
+    LocalProtocolError,
+    NotConnectedError,
+    SendQueueFullError,
+)
 from ._events import (
     BatchItem,
+    CallFailed,
+    CallSucceeded,
     Connected,
     ConnectFailed,
     Disconnected,
@@ -133,6 +143,7 @@ class Timer(str, enum.Enum):
     CLOSE = "close"
     HTTP = "http"
     SEND_STALL = "send-stall"
+    CALLS = "calls"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +209,8 @@ class SessionEngine:
         # The received transfer under way: when its first byte came, and how many.
         self._transfer_started_at: float | None = None
         self._transfer_bytes = 0
+        # Calls waiting for their reply (dialects with request/response).
+        self._calls = CallTable()
 
     # ------------------------------------------------------------------
     # Outputs
@@ -221,6 +234,16 @@ class SessionEngine:
     def usage(self) -> Usage:
         """Bytes and microseconds sent and received on the push socket since the last clear."""
         return Usage(self._bytes_sent, self._bytes_recv, self._us_sent, self._us_recv)
+
+    @property
+    def pending_calls(self) -> int:
+        """How many calls (RPC requests, Socket.IO acks) wait for their reply."""
+        return len(self._calls)
+
+    @property
+    def late_replies(self) -> int:
+        """Replies that came after their call had timed out or failed (dropped)."""
+        return self._calls.late_replies
 
     def clear_stats(self) -> None:
         """Reset :attr:`usage` to zero (Qore's ``clearStats()``)."""
@@ -308,7 +331,7 @@ class SessionEngine:
             raise LocalProtocolError(f"close code {code} may not be sent")
         if self._state in (SessionState.IDLE, SessionState.CLOSED, SessionState.CLOSING):
             return
-        self._fail_queue("disconnect() was called")
+        self._fail_waiting("disconnect() was called")
         if self._state in (SessionState.OPENING, SessionState.OPEN):
             # The session is over for the dialect at once (no login answer or
             # dialect timer may write after our close frame); the transport
@@ -522,6 +545,9 @@ class SessionEngine:
         """The dialect's HTTP request failed (transport error, timeout, bad response)."""
         raise NotImplementedError
 
+    def _on_call_expired(self, call_id: int, now: float) -> None:
+        """A call's timeout fired (its :class:`CallFailed` is out): drop its queued request."""
+
     # ------------------------------------------------------------------
     # Services for dialects
 
@@ -611,6 +637,64 @@ class SessionEngine:
         )
         self._commands.append(self._open_command(Channel.HTTP))
         self._set_timer(Timer.HTTP, now + timeout)
+
+    def _open_call(self, timeout: float | None, now: float) -> int:
+        """Start a call that fails after ``timeout`` seconds (``None``: no timeout); its id.
+
+        It waits until :meth:`_bind_call` puts it on the wire; waiting, it
+        survives a lost connection, and it fails when the session closes
+        for good. Refused beyond ``max_pending_calls``.
+        """
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < math.inf
+        ):
+            raise LocalProtocolError(
+                f"a call's timeout must be a positive number or None: {timeout!r}"
+            )
+        limit = self._config.max_pending_calls
+        if len(self._calls) >= limit:
+            raise SendQueueFullError(f"{limit} calls already wait for replies (max_pending_calls)")
+        call_id = self._calls.open(None if timeout is None else now + timeout)
+        self._arm_call_timer()
+        return call_id
+
+    def _bind_call(self, call_id: int, key: Hashable) -> None:
+        """The request of ``call_id`` is on the wire under ``key``: a lost connection fails it."""
+        self._calls.bind(call_id, key)
+
+    def _call_pending(self, call_id: int) -> bool:
+        """Whether ``call_id`` still waits (not answered, timed out or failed)."""
+        return call_id in self._calls
+
+    def _settle_call(
+        self, key: Hashable, *, result: object = None, error: CallError | None = None
+    ) -> CallMatch:
+        """A reply for ``key`` came: emit the call's outcome (``error`` if given, else ``result``).
+
+        Returns what the reply matched: the dialect reports an UNKNOWN one.
+        """
+        match, call_id = self._calls.settle(key)
+        if match is CallMatch.SETTLED:
+            self._emit(
+                CallSucceeded(call_id, result) if error is None else CallFailed(call_id, error)
+            )
+            self._arm_call_timer()
+        return match
+
+    def _fail_call(self, call_id: int, error: CallError) -> None:
+        """End a pending call now with ``error`` (a later reply to it counts as late)."""
+        if self._calls.end(call_id):
+            self._emit(CallFailed(call_id, error))
+            self._arm_call_timer()
+
+    def _arm_call_timer(self) -> None:
+        deadline = self._calls.next_deadline()
+        if deadline is None:
+            self._clear_timer(Timer.CALLS)
+        else:
+            self._set_timer(Timer.CALLS, deadline)
 
     def _cancel_http(self) -> None:
         if self._http is not None:
@@ -789,10 +873,18 @@ class SessionEngine:
         self._codec = None
 
     def _end_session(self, now: float) -> None:
-        """The session is over for the dialect: no timer, no HTTP request, no user sends."""
+        """The session is over for the dialect: no timer, no HTTP request, no user sends.
+
+        Calls sent on it fail now; calls not sent yet wait for the next
+        connection (their deadlines still run).
+        """
         self._timers.clear()
         self._accepting_user_messages = False
         self._cancel_http()
+        error = ConnectionLostError("the connection was lost before the reply")
+        for call_id in self._calls.drop_in_flight():
+            self._emit(CallFailed(call_id, error))
+        self._arm_call_timer()
         self._on_connection_lost(now)
 
     def _lose(
@@ -820,16 +912,21 @@ class SessionEngine:
         if delay is None:
             self._move(Trigger.LOST_GIVING_UP)
             self._emit(ReconnectFailed(self._attempt - 1))
-            self._fail_queue("the reconnect schedule is exhausted")
+            self._fail_waiting("the reconnect schedule is exhausted")
             return
         self._move(Trigger.LOST_WILL_RETRY)
         self._emit(ReconnectScheduled(self._attempt, delay))
         self._set_timer(Timer.RECONNECT, now + delay)
 
-    def _fail_queue(self, reason: str) -> None:
+    def _fail_waiting(self, reason: str) -> None:
+        """The session closes for good: hand back queued messages, fail every pending call."""
         if self._queue:
             messages, self._queue = tuple(self._queue), deque()
             self._emit(SendFailed(messages, reason))
+        error = ConnectionLostError(f"the session closed: {reason}")
+        for call_id in self._calls.drop_all():
+            self._emit(CallFailed(call_id, error))
+        self._clear_timer(Timer.CALLS)
 
     def _arm_link_timers(self, now: float) -> None:
         config = self._config
@@ -867,6 +964,12 @@ class SessionEngine:
         elif name == Timer.HTTP:
             self._http_done()
             self._on_http_failed("HTTP request timed out", now)
+        elif name == Timer.CALLS:
+            error = CallTimeoutError("reply timeout")
+            for call_id in self._calls.expire(now):
+                self._emit(CallFailed(call_id, error))
+                self._on_call_expired(call_id, now)
+            self._arm_call_timer()
         else:
             self._on_timer(name, now)
 
