@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from harness.faultmatrix import register
 from harness.fixtures import adapter, all_adapters, nothing_left_running
-from servers import rpc_server
+from servers import rpc_server, socketio_server
 from servers.octoprint_server import OctoPrintServer, free_port, install, start, stop
 
 # The adapter suite's facade fixtures, so these tests run once per adapter too.
@@ -86,3 +86,29 @@ def rpc_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rpc
         yield server
     finally:
         rpc_server.stop(server)
+
+
+@pytest.fixture(scope="session", name="socketio_server")
+def socketio_server_fixture(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[socketio_server.SocketIOServer]:
+    """A real python-socketio server (see tests/servers/socketio_app.py), shared by the session.
+
+    Fast heartbeats (pingInterval 2 s, pingTimeout 1 s), so supervision tests
+    stay short. Installed into ``.servers/socketio-venv`` on first use. Tests
+    may ``socketio_server.restart(server)`` or ``frozen(server, ...)`` it: the object is
+    updated in place and the teardown stops whichever process is current.
+    """
+    if _skip_real_servers():
+        pytest.skip(_SKIP_REASON)
+    socketio_server.install()
+    log_file = tmp_path_factory.mktemp("socketio") / "server.log"
+    began = time.monotonic()
+    server = socketio_server.start(
+        socketio_server.free_port(), log_file, ping_interval=2.0, ping_timeout=1.0
+    )
+    print(f"Socket.IO server ready at {server.url} in {time.monotonic() - began:.1f} s")
+    try:
+        yield server
+    finally:
+        socketio_server.stop(server)
