@@ -64,6 +64,7 @@ from .harness import (
     run_program,
     upgrade_response,
 )
+from .targets_socketio import target_socketio_wire
 
 #: The handshake key every target's handshake uses (entropy seeded with this).
 HANDSHAKE_SEED = 7
@@ -581,6 +582,12 @@ TARGETS: dict[str, Target] = {
             ("octoproto", "h11"),
         ),
         Target("sockjs", target_sockjs, 4096, "SockJS frames (parse_frame)"),
+        Target(
+            "socketio_wire",
+            target_socketio_wire,
+            4096,
+            "Engine.IO / Socket.IO packets and binary reassembly (_socketio_wire)",
+        ),
         Target(
             "octoprint_wire",
             target_octoprint_wire,
