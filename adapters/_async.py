@@ -28,7 +28,7 @@ from octoproto import (
     SessionState,
 )
 
-from ._common import BaseClient, BaseSession, C, Transport
+from ._common import BaseClient, BaseSession, C, CallOutcome, Transport, result_of
 
 #: Seconds a transport the core closed may still take to write what was queued
 #: before the close (a close frame) to a server that does not read; then it is
@@ -70,6 +70,7 @@ class AsyncSession(BaseSession[T, C]):
     def __init__(self, core: C, *, flag: Callable[[], Flag], **plumbing: Any) -> None:
         """``flag`` makes the adapter's :class:`Flag`; ``plumbing``: see :class:`BaseClient`."""
         super().__init__(core, **plumbing)
+        self._flag = flag
         self._wakeup = flag()
         self._events_waiting = flag()
         self._room_in_buffer = flag()
@@ -99,6 +100,30 @@ class AsyncSession(BaseSession[T, C]):
             await self._closed.wait()
         if self._ended:
             self._abandon()
+
+    async def _request(self, method: Callable[..., int], *args: Any, **kwargs: Any) -> object:
+        """Start a call with ``method(*args, now=..., **kwargs)`` and wait for its outcome.
+
+        Returns the result, or raises the :class:`~octoproto.CallError` the
+        core reported (a timeout, the connection lost, the server's error).
+        Cancelled, it stops waiting; the call itself runs on in the core
+        (its outcome still reaches the iterators).
+        """
+        if self._ended:
+            raise LocalProtocolError("this client is closed; connect() a new one")
+        done = self._flag()
+        outcomes: list[CallOutcome] = []
+
+        def settle(outcome: CallOutcome) -> None:
+            outcomes.append(outcome)
+            done.set()
+
+        call_id = self._start_call(settle, method, *args, **kwargs)
+        try:
+            await done.wait()
+        finally:
+            self._replies.pop(call_id, None)
+        return result_of(outcomes[0])
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         """Every event, in order, until the session is closed for good.

@@ -20,8 +20,9 @@ Two rules hold in every adapter, because they are written once, here:
   for buffering, dropping and backpressure.
 * **One delivery** (:meth:`BaseSession._dispatch`): everything the core has
   after an input is taken in one call (``next_batch()``) and goes, in order,
-  to the batch callback (:meth:`BaseSession.on_batch`), the dialect's
-  handlers and the event buffer.
+  to the callers waiting for a call's reply (:meth:`BaseSession._start_call`),
+  the batch callback (:meth:`BaseSession.on_batch`), the dialect's handlers
+  and the event buffer.
 
 :class:`BaseSession` drives any core (a ``SessionEngine``: plain WebSocket,
 OctoPrint ...); :class:`BaseClient` adds OctoPrint's handlers on top. Each
@@ -42,9 +43,12 @@ from typing import Any, Generic, TypeVar
 
 from octoproto import (
     BatchItem,
+    CallFailed,
+    CallSucceeded,
     Channel,
     CloseTransport,
     Command,
+    ConnectionLostError,
     Endpoint,
     Event,
     OctoPrintClient,
@@ -75,6 +79,10 @@ R = TypeVar("R")
 C = TypeVar("C", bound=SessionEngine)
 #: What :meth:`BaseSession.on_batch` registers.
 BatchCallback = Callable[[list[BatchItem]], object]
+#: The outcome of a call (an RPC request, a Socket.IO ack).
+CallOutcome = CallSucceeded | CallFailed
+#: What :meth:`BaseSession._start_call` runs with a call's outcome.
+ReplyCallback = Callable[[CallOutcome], object]
 
 # A batch callback is a handler: its errors go where the handlers' do.
 _logger = logging.getLogger("octoproto.handlers")
@@ -446,6 +454,10 @@ class BaseSession(Generic[T, C]):
         )
         self._transports = Transports(core, make_transport)
         self._on_batch: BatchCallback | None = None
+        # Who waits for which call's outcome. Registered under the lock in the
+        # same step as the call (see _start_call); taken by the loop as the
+        # outcome passes by (dict operations are atomic: no lock needed there).
+        self._replies: dict[int, ReplyCallback] = {}
 
     @property
     def state(self) -> SessionState:
@@ -500,6 +512,8 @@ class BaseSession(Generic[T, C]):
         keeping events for an iterator that never started once messages
         went here (see :class:`EventBuffer`).
         """
+        if self._replies:
+            self._settle_replies(batch)
         callback = self._on_batch
         if callback is not None:
             try:
@@ -510,6 +524,40 @@ class BaseSession(Generic[T, C]):
         if self._run_handlers(batch) or callback is not None:
             with self._lock:
                 self._buffer.taken_elsewhere(self._clock())
+
+    def _settle_replies(self, batch: list[BatchItem]) -> None:
+        """Hand each call outcome in ``batch`` to whoever waits for it."""
+        replies = self._replies
+        for item in batch:
+            if isinstance(item, (CallSucceeded, CallFailed)):
+                callback = replies.pop(item.call_id, None)
+                if callback is not None:
+                    _run_reply_callback(callback, item)
+
+    def _start_call(
+        self, on_reply: ReplyCallback, method: Callable[..., int], *args: Any, **kwargs: Any
+    ) -> int:
+        """:meth:`_feed` a core method that starts a call; ``on_reply`` gets its outcome.
+
+        The method returns the call's id. ``on_reply`` is registered in the
+        same locked step, so the outcome cannot pass by before it (not even
+        one the method emitted itself); it runs on the loop (the loop thread,
+        for the blocking adapter), once, with the call's
+        :class:`~octoproto.CallSucceeded` or :class:`~octoproto.CallFailed`,
+        which the iterators still get too. A session that ends first fails
+        it with :class:`~octoproto.ConnectionLostError`.
+        """
+        with self._lock:
+            call_id = self._feed(method, *args, **kwargs)
+            self._replies[call_id] = on_reply
+        return call_id
+
+    def _fail_replies(self) -> None:
+        """The session is gone: every caller still waiting gets a ConnectionLostError."""
+        while self._replies:
+            call_id, callback = self._replies.popitem()
+            error = ConnectionLostError("the client is closed")
+            _run_reply_callback(callback, CallFailed(call_id, error))
 
     def _run_handlers(self, batch: list[BatchItem]) -> bool:
         """Run the user's handlers for each push message and report their time to the throttle.
@@ -624,6 +672,22 @@ class BaseSession(Generic[T, C]):
         self._disconnect()
         for transport in self._transports.current():
             self._report(transport, self.core.transport_failed, "the client is leaving")
+        self._fail_replies()
+
+
+def result_of(outcome: CallOutcome) -> object:
+    """A call's result, or its error raised."""
+    if isinstance(outcome, CallFailed):
+        raise outcome.error
+    return outcome.result
+
+
+def _run_reply_callback(callback: ReplyCallback, outcome: CallOutcome) -> None:
+    try:
+        callback(outcome)
+    except Exception:
+        name = getattr(callback, "__qualname__", type(callback).__qualname__)
+        _logger.exception("reply callback %s raised", name)
 
 
 class BaseClient(BaseSession[T, OctoPrintClient]):

@@ -60,10 +60,12 @@ from ._common import (
     BaseClient,
     BaseSession,
     C,
+    CallOutcome,
     TraceFile,
     Transport,
     describe_error,
     octoprint_core,
+    result_of,
     tls_context,
 )
 
@@ -253,6 +255,28 @@ class Session(BaseSession[_Transport, C]):
         self._refuse_on_loop_thread("wait()")
         with self._cond:
             return self._cond.wait_for(lambda: self._closed, timeout)
+
+    def _request(self, method: Callable[..., int], *args: Any, **kwargs: Any) -> object:
+        """Start a call with ``method(*args, now=..., **kwargs)`` and block until its outcome.
+
+        Returns the result, or raises the :class:`~octoproto.CallError` the
+        core reported (a timeout, the connection lost, the server's error).
+        Refused on the loop thread (in a handler), which would wait for itself.
+        """
+        self._refuse_on_loop_thread("a call")
+        done = threading.Event()
+        outcomes: list[CallOutcome] = []
+
+        def settle(outcome: CallOutcome) -> None:
+            outcomes.append(outcome)
+            done.set()
+
+        with self._lock:
+            if self._finished or self._stop_at is not None:
+                raise LocalProtocolError("this client is closed; connect() a new one")
+            self._start_call(settle, method, *args, **kwargs)
+        done.wait()
+        return result_of(outcomes[0])
 
     def events(self, timeout: float | None = None) -> EventIterator:
         """Every event, in order, until the session is closed for good.

@@ -881,9 +881,9 @@ class SessionEngine:
         self._timers.clear()
         self._accepting_user_messages = False
         self._cancel_http()
-        error = ConnectionLostError("the connection was lost before the reply")
         for call_id in self._calls.drop_in_flight():
-            self._emit(CallFailed(call_id, error))
+            lost = ConnectionLostError("the connection was lost before the reply")
+            self._emit(CallFailed(call_id, lost))
         self._arm_call_timer()
         self._on_connection_lost(now)
 
@@ -923,9 +923,9 @@ class SessionEngine:
         if self._queue:
             messages, self._queue = tuple(self._queue), deque()
             self._emit(SendFailed(messages, reason))
-        error = ConnectionLostError(f"the session closed: {reason}")
+        # An error each: whoever waits for a call raises it (with its traceback).
         for call_id in self._calls.drop_all():
-            self._emit(CallFailed(call_id, error))
+            self._emit(CallFailed(call_id, ConnectionLostError(f"the session closed: {reason}")))
         self._clear_timer(Timer.CALLS)
 
     def _arm_link_timers(self, now: float) -> None:
@@ -965,9 +965,8 @@ class SessionEngine:
             self._http_done()
             self._on_http_failed("HTTP request timed out", now)
         elif name == Timer.CALLS:
-            error = CallTimeoutError("reply timeout")
             for call_id in self._calls.expire(now):
-                self._emit(CallFailed(call_id, error))
+                self._emit(CallFailed(call_id, CallTimeoutError("reply timeout")))
                 self._on_call_expired(call_id, now)
             self._arm_call_timer()
         else:
