@@ -66,6 +66,16 @@ from ._replay import (
     check_replay,
     replay,
 )
+from ._rpc import (
+    RpcAuthenticationError,
+    RpcClient,
+    RpcConfig,
+    RpcNotification,
+    RpcRestoreFailed,
+    RpcSubscriptionError,
+    rpc_reconnect_schedule,
+)
+from ._rpc_wire import MsgpackMissingError, RpcError, RpcValueError
 from ._session import TRANSITIONS, SessionEngine, SessionState, Trigger, Usage
 from ._throttle import ThrottleSettings
 
@@ -102,6 +112,7 @@ __all__ = [
     "LocalProtocolError",
     "LoginFailed",
     "LoginSucceeded",
+    "MsgpackMissingError",
     "NotConnectedError",
     "OctoPrintClient",
     "OctoPrintConfig",
@@ -117,6 +128,14 @@ __all__ = [
     "ReplayMismatch",
     "ReplayResult",
     "ReplayStep",
+    "RpcAuthenticationError",
+    "RpcClient",
+    "RpcConfig",
+    "RpcError",
+    "RpcNotification",
+    "RpcRestoreFailed",
+    "RpcSubscriptionError",
+    "RpcValueError",
     "Secret",
     "SeededEntropy",
     "SendData",
@@ -136,4 +155,5 @@ __all__ = [
     "assert_replays",
     "check_replay",
     "replay",
+    "rpc_reconnect_schedule",
 ]
