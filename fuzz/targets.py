@@ -64,6 +64,7 @@ from .harness import (
     run_program,
     upgrade_response,
 )
+from .targets_rpc import target_rpc_client
 from .targets_socketio import target_socketio_wire
 
 #: The handshake key every target's handshake uses (entropy seeded with this).
@@ -587,6 +588,13 @@ TARGETS: dict[str, Target] = {
             target_socketio_wire,
             4096,
             "Engine.IO / Socket.IO packets and binary reassembly (_socketio_wire)",
+        ),
+        Target(
+            "rpc_client",
+            target_rpc_client,
+            8192,
+            "RpcClient (JSON and MessagePack) fed any server messages between calls",
+            ("octoproto", "msgpack"),
         ),
         Target(
             "octoprint_wire",
