@@ -28,12 +28,13 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
-from octoproto import Endpoint, OctoPrintClient, OpenTransport, Secret
+from octoproto import Endpoint, OctoPrintClient, OpenTransport, RpcClient, Secret
 
 from ._async import AsyncClient, AsyncSession, AsyncTransport
 from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, octoprint_core, tls_context
+from ._rpc import AsyncRpc, rpc_client
 
-__all__ = ["Client", "Session", "connect", "open_session"]
+__all__ = ["Client", "RpcSession", "Session", "connect", "connect_rpc", "open_session"]
 
 # asyncio runs a timer up to one clock tick early (it compares against
 # ``time() + resolution``). Waking before the core's deadline would find no
@@ -291,3 +292,30 @@ async def connect(
     finally:
         if trace is not None:
             trace.close()
+
+
+class RpcSession(Session[RpcClient], AsyncRpc[_Transport]):
+    """A live RPC client (rpc-websockets) on asyncio. Get one from :func:`connect_rpc`."""
+
+
+@asynccontextmanager
+async def connect_rpc(
+    url: str,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    **options: Any,
+) -> AsyncIterator[RpcSession]:
+    """Connect to an rpc-websockets (or msgpack-rpc-websockets) server at ``url``.
+
+    The URL's path is the namespace, its query (``?socket_id=``) passes
+    through. ``options``: ``encoding`` (``"json"`` or ``"msgpack"``),
+    ``reconnect``, ``reconnect_interval``, ``max_reconnects`` (rpc-websockets'
+    meaning and defaults; ``reconnect=`` also takes a
+    :class:`~octoproto.ReconnectSchedule`), ``generate_request_id`` and any
+    :class:`~octoproto.RpcConfig` field. See :doc:`/howto/rpc`.
+    Leaving the block closes the session, as :func:`connect` does.
+    """
+    core = rpc_client(url, **options)
+    async with _run(lambda: RpcSession(core, ssl_context, max_queue)) as client:
+        yield client

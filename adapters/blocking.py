@@ -48,6 +48,7 @@ from octoproto import (
     OctoPrintClient,
     OpenTransport,
     PushMessage,
+    RpcClient,
     Secret,
     SendData,
     SessionState,
@@ -68,14 +69,17 @@ from ._common import (
     result_of,
     tls_context,
 )
+from ._rpc import BlockingRpc, rpc_client
 
 __all__ = [
     "Callback",
     "Client",
     "EventIterator",
+    "RpcSession",
     "Session",
     "SessionCallback",
     "connect",
+    "connect_rpc",
     "open_session",
 ]
 
@@ -751,3 +755,38 @@ def connect(
     client._trace = trace
     client._start()
     return client
+
+
+class RpcSession(Session[RpcClient], BlockingRpc[_Transport]):
+    """A live RPC client (rpc-websockets) on a background thread. Get one from :func:`connect_rpc`.
+
+    Every method is thread-safe; calls block their thread until the reply.
+    """
+
+    def close(self, code: int = 1000, data: str | None = None) -> None:
+        """Close for good with ``code`` and reason ``data``, then stop the loop thread."""
+        self._disconnect(code, data or "")
+        super().close()
+
+
+def connect_rpc(
+    url: str,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    **options: Any,
+) -> RpcSession:
+    """Connect to an rpc-websockets (or msgpack-rpc-websockets) server at ``url``.
+
+    The URL's path is the namespace, its query (``?socket_id=``) passes
+    through. ``options``: ``encoding`` (``"json"`` or ``"msgpack"``),
+    ``reconnect``, ``reconnect_interval``, ``max_reconnects`` (rpc-websockets'
+    meaning and defaults; ``reconnect=`` also takes a
+    :class:`~octoproto.ReconnectSchedule`), ``generate_request_id`` and any
+    :class:`~octoproto.RpcConfig` field. See :doc:`/howto/rpc`. Returns at
+    once with the loop thread started; use it in a ``with`` block, or
+    :meth:`~RpcSession.close` it.
+    """
+    session = RpcSession(rpc_client(url, **options), ssl_context, max_queue, None)
+    session._start()
+    return session

@@ -40,6 +40,7 @@ from ._config import ReconnectSchedule, SessionConfig
 from ._errors import CallError, LocalProtocolError, NotConnectedError, SendQueueFullError
 from ._events import Event, HandshakeResponse
 from ._frames import CLOSE_NORMAL
+from ._handlers import HandlerRegistry
 from ._rpc_wire import (
     Encoding,
     Notification,
@@ -216,6 +217,9 @@ class RpcClient(SessionEngine):
 
     def __init__(self, config: RpcConfig) -> None:
         super().__init__(config)
+        #: Handlers by notification name (and ``"open"``, ``"close"``,
+        #: ``"error"``), which the adapters run; the core never calls them.
+        self.handlers: HandlerRegistry[Event] = HandlerRegistry()
         self._rpc_config = config
         self._wire = RpcCodec(config.encoding)
         self._last_request_id = 0
