@@ -8,7 +8,11 @@ asyncio, blocking) and encoding.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,3 +248,30 @@ def test_gives_up_after_max_reconnects(adapter: str, own_server: RpcServer) -> N
             assert [e for e in events if isinstance(e, ReconnectFailed)] == [ReconnectFailed(2)]
 
     run_scenario(adapter, scenario)
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "rpc" / "rpc_client.py"
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_the_docs_example_runs(encoding: str, rpc_server: RpcServer) -> None:
+    env = {**os.environ, "OCTOPROTO_USER": USER, "OCTOPROTO_PASSWORD": PASSWORD}
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLE), rpc_server.url(encoding), encoding],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    for line in (
+        "sum: 6",
+        "error -32601: Method not found",
+        "no reply within 0.2 s",
+        "batch: [2, RpcError(-32601, 'Method not found', None)]",
+        "subscribed: {'tick': 'ok'}",
+        "tick: ({'n': 1, 's': 'x'},)",
+        "state: closed",
+    ):
+        assert line in run.stdout, run.stdout
