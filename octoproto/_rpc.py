@@ -456,6 +456,9 @@ class RpcClient(SessionEngine):
                 request_id: RequestId = last_id
             else:
                 request_id = generate(method, params)
+                if request_id in ids or self._id_in_use(request_id):
+                    # Its reply could not be told from the other call's.
+                    raise RpcValueError(f"request id {preview(request_id)} is already in use")
             messages.append(self._wire.request(method, params, request_id))
             ids.append(request_id)
         payload = self._encode(messages if batch else messages[0])
@@ -473,6 +476,16 @@ class RpcClient(SessionEngine):
         else:
             self._waiting.append(_Waiting(requests, batch, payload))
         return [request.call_id for request in requests]
+
+    def _id_in_use(self, request_id: RequestId) -> bool:
+        """Whether a pending call has ``request_id`` (sent, or waiting to be)."""
+        if request_id in self._in_flight:
+            return True
+        return any(
+            request.request_id == request_id and self._call_pending(request.call_id)
+            for entry in self._waiting
+            for request in entry.requests
+        )
 
     def _send(self, requests: list[_Request], payload: str | bytes) -> None:
         for request in requests:

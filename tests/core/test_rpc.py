@@ -127,6 +127,27 @@ def test_generated_request_ids_are_used_as_they_are() -> None:
     assert reply(h, result("sum-1", 1)) == [CallSucceeded(call_id, 1)]
 
 
+def test_a_generated_id_in_use_is_refused() -> None:
+    h = harness(generate_request_id=lambda method, params: method)
+    h.client.connect(h.now)
+    h.client.call("a", now=h.now)  # waiting for the connection
+    with pytest.raises(RpcValueError, match="in use"):
+        h.client.call("a", now=h.now)
+    with pytest.raises(RpcValueError, match="in use"):
+        h.client.call_batch([("b", None), ("b", None)], now=h.now)
+    h.pump()
+    with pytest.raises(RpcValueError, match="in use"):
+        h.client.call("a", now=h.now)  # in flight
+    h.client.call("b", now=h.now)
+    h.client.disconnect(h.now)
+    h.pump()
+    h.client.connect(h.now)
+    h.client.call("a", now=h.now, timeout=1.0)
+    h.client.call("c", now=h.now)
+    h.advance(1.0)
+    h.client.call("a", now=h.now)  # the first "a" timed out while waiting: free again
+
+
 def test_a_refused_call_changes_nothing() -> None:
     h = opened(generate_request_id=lambda method, params: 0)
     with pytest.raises(RpcValueError, match="request id"):
