@@ -56,6 +56,8 @@ def test_calls_results_and_errors(case: tuple[str, str], rpc_server: RpcServer) 
 
     async def scenario(connect: Connect, sleep: Sleep) -> None:
         async with connect(rpc_server.url(encoding), encoding=encoding) as client:
+            errors: list[Event] = []
+            client.on("error", errors.append)
             assert await client.call("sum", [1, 2, 3]) == 6
             assert await client.call("echo", {"a": [1, "x", None]}) == {"a": [1, "x", None]}
             assert await client.call("echo") is None
@@ -86,6 +88,9 @@ def test_calls_results_and_errors(case: tuple[str, str], rpc_server: RpcServer) 
                 with pytest.raises(RpcValueError):
                     await client.call("echo", [2**53 + 1])
             assert client.core.pending_calls == 0
+            # Every frame had the mode's type and decoded (a text frame in
+            # MessagePack mode, or a binary one in JSON mode, is an error).
+            assert errors == []
 
     run(case, scenario)
 
