@@ -90,6 +90,10 @@ function listen(port, dataPack) {
 
 async function main() {
   const [jsonPort, msgpackPort] = process.argv.slice(2).map(Number);
+  // stdin is a pipe from the process that started us: when it ends (that
+  // process exited, even killed), so do we. No server outlives its tests.
+  process.stdin.on("end", () => process.exit(0));
+  process.stdin.resume();
   await listen(jsonPort);
   await listen(msgpackPort, new MsgpackDataPack());
   process.stdout.write(`READY ${jsonPort} ${msgpackPort}\n`);

@@ -198,7 +198,9 @@ def start(json_port: int, msgpack_port: int, log_file: Path | None = None) -> Rp
         proc = subprocess.Popen(
             ["node", str(SERVER_SCRIPT), str(json_port), str(msgpack_port)],
             cwd=NODE_DIR,  # where node_modules is
-            stdin=subprocess.DEVNULL,
+            # A pipe held open by this process: the server exits at its end,
+            # so it cannot outlive us, even if we are killed.
+            stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "NODE_PATH": str(NODE_DIR / "node_modules")},
@@ -236,6 +238,8 @@ def stop(server: RpcServer) -> None:
     child = _CHILDREN.pop(pid, None)
     if child is not None:
         child.wait(timeout=1)
+        if child.stdin is not None:
+            child.stdin.close()
 
 
 def restart(server: RpcServer, *, down_for: float = 0.0) -> RpcServer:
