@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from harness.rpc import ADAPTERS, Connect, Sleep, run_scenario, wait_until
+from octoproto.adapters._rpc import rpc_client
 from servers import rpc_server as servers
 from servers.rpc_server import PASSWORD, USER, RpcServer
 
@@ -26,12 +27,14 @@ from octoproto import (
     ConnectionLostError,
     Event,
     ReconnectFailed,
+    ReconnectSchedule,
     RpcAuthenticationError,
     RpcError,
     RpcNotification,
     RpcSubscriptionError,
     RpcValueError,
     SessionState,
+    rpc_reconnect_schedule,
 )
 
 CASES = list(itertools.product(ADAPTERS, ("json", "msgpack")))
@@ -280,3 +283,19 @@ def test_the_docs_example_runs(encoding: str, rpc_server: RpcServer) -> None:
         "state: closed",
     ):
         assert line in run.stdout, run.stdout
+
+
+def test_connect_rpc_options_map_to_the_config() -> None:
+    # Pure (no server): the rpc-websockets options every connect_rpc takes.
+    default = rpc_client("ws://127.0.0.1:1/")
+    assert default.config.reconnect == rpc_reconnect_schedule(1.0, 5)
+    assert default.config.entropy is os.urandom
+    assert rpc_client("ws://h/", reconnect_interval=0.5, max_reconnects=0).config.reconnect == (
+        ReconnectSchedule.fixed(0.5, None)
+    )
+    assert rpc_client("ws://h/", reconnect=False).config.reconnect == ReconnectSchedule.never()
+    backoff = ReconnectSchedule.exponential(jitter=0.2)
+    assert rpc_client("ws://h/", reconnect=backoff).config.reconnect is backoff
+    client = rpc_client("ws://h/", encoding="msgpack", queue_while_disconnected=False)
+    assert client.config.encoding == "msgpack"  # type: ignore[attr-defined]
+    assert not client.config.queue_while_disconnected
