@@ -77,6 +77,15 @@ from ._rpc import (
 )
 from ._rpc_wire import MsgpackMissingError, RpcError, RpcValueError
 from ._session import TRANSITIONS, SessionEngine, SessionState, Trigger, Usage
+from ._socketio import (
+    SocketIOClient,
+    SocketIOConfig,
+    SocketIOConnected,
+    SocketIOConnectError,
+    SocketIODisconnected,
+    SocketIOEvent,
+    socketio_reconnect_schedule,
+)
 from ._throttle import ThrottleSettings
 
 __version__ = "0.1.0.dev0"
@@ -144,6 +153,12 @@ __all__ = [
     "SessionConfig",
     "SessionEngine",
     "SessionState",
+    "SocketIOClient",
+    "SocketIOConfig",
+    "SocketIOConnectError",
+    "SocketIOConnected",
+    "SocketIODisconnected",
+    "SocketIOEvent",
     "TextMessage",
     "ThrottleChanged",
     "ThrottleSettings",
@@ -156,4 +171,5 @@ __all__ = [
     "check_replay",
     "replay",
     "rpc_reconnect_schedule",
+    "socketio_reconnect_schedule",
 ]
