@@ -28,13 +28,32 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
-from octoproto import Endpoint, OctoPrintClient, OpenTransport, RpcClient, Secret
+from octoproto import (
+    Endpoint,
+    OctoPrintClient,
+    OpenTransport,
+    RpcClient,
+    Secret,
+    SocketIOClient,
+)
 
 from ._async import AsyncClient, AsyncSession, AsyncTransport
 from ._common import DEFAULT_MAX_QUEUE, READ_SIZE, C, octoprint_core, tls_context
 from ._rpc import AsyncRpc, rpc_client
+from ._socketio import AsyncSocketIO, ClientNamespace, Handlers, socketio_core
 
-__all__ = ["Client", "RpcSession", "Session", "connect", "connect_rpc", "open_session"]
+__all__ = [
+    "Client",
+    "ClientNamespace",
+    "Handlers",
+    "RpcSession",
+    "Session",
+    "SocketIOSession",
+    "connect",
+    "connect_rpc",
+    "connect_socketio",
+    "open_session",
+]
 
 # asyncio runs a timer up to one clock tick early (it compares against
 # ``time() + resolution``). Waking before the core's deadline would find no
@@ -318,4 +337,63 @@ async def connect_rpc(
     """
     core = rpc_client(url, **options)
     async with _run(lambda: RpcSession(core, ssl_context, max_queue)) as client:
+        yield client
+
+
+class SocketIOSession(Session[SocketIOClient], AsyncSocketIO[_Transport]):
+    """A live Socket.IO client on asyncio. Get one from :func:`connect_socketio`."""
+
+    def __init__(
+        self,
+        core: SocketIOClient,
+        ssl_context: ssl.SSLContext | None,
+        max_queue: int,
+        handlers: Handlers | None,
+    ) -> None:
+        self._setup_socketio(handlers)
+        self._connect_done = asyncio.Event()
+        super().__init__(core, ssl_context, max_queue)
+
+    def _connect_settled(self) -> None:
+        self._connect_done.set()
+
+    def _start_task(self, target: Callable[[], Any]) -> None:
+        self._spawn(target())
+
+    async def sleep(self, seconds: float = 0) -> None:
+        """Sleep on asyncio."""
+        await asyncio.sleep(seconds)
+
+
+@asynccontextmanager
+async def connect_socketio(
+    url: str,
+    *,
+    handlers: Handlers | None = None,
+    wait_timeout: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    **options: Any,
+) -> AsyncIterator[SocketIOSession]:
+    """Connect to a Socket.IO server (v5, python-socketio or socket.io) at ``url``.
+
+    python-socketio's ``connect()`` options: ``headers``, ``auth`` (sent with
+    every namespace's CONNECT, on every connection), ``namespaces`` (default:
+    those ``handlers`` has handlers for, else ``"/"``), ``socketio_path``,
+    ``wait_timeout`` (seconds for the first connection, namespaces
+    included), and the ``reconnection*`` options; also any
+    :class:`~octoproto.SocketIOConfig` field. Pass ``handlers`` (a
+    :class:`Handlers`) to have handlers in place
+    before the first event. Raises :class:`ConnectionError` when the first
+    attempt fails (as python-socketio's ``connect()``); later losses are
+    redialled. See :doc:`/howto/socketio`.
+    Leaving the block disconnects, as :func:`connect` does.
+    """
+    core = socketio_core(url, handlers=handlers, **options)
+    async with _run(lambda: SocketIOSession(core, ssl_context, max_queue, handlers)) as client:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client._connect_done.wait(), wait_timeout)
+        error = client._first_connect_error(wait_timeout)
+        if error is not None:
+            raise error
         yield client

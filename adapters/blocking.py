@@ -52,6 +52,7 @@ from octoproto import (
     Secret,
     SendData,
     SessionState,
+    SocketIOClient,
     as_event,
 )
 
@@ -70,16 +71,21 @@ from ._common import (
     tls_context,
 )
 from ._rpc import BlockingRpc, rpc_client
+from ._socketio import BlockingSocketIO, ClientNamespace, Handlers, socketio_core
 
 __all__ = [
     "Callback",
     "Client",
+    "ClientNamespace",
     "EventIterator",
+    "Handlers",
     "RpcSession",
     "Session",
     "SessionCallback",
+    "SocketIOSession",
     "connect",
     "connect_rpc",
+    "connect_socketio",
     "open_session",
 ]
 
@@ -789,4 +795,71 @@ def connect_rpc(
     """
     session = RpcSession(rpc_client(url, **options), ssl_context, max_queue, None)
     session._start()
+    return session
+
+
+class SocketIOSession(Session[SocketIOClient], BlockingSocketIO[_Transport]):
+    """A live Socket.IO client on a background thread. Get one from :func:`connect_socketio`.
+
+    Every method is thread-safe; handlers run on the loop thread, where
+    :meth:`call` is refused (it would wait for itself).
+    """
+
+    def __init__(
+        self,
+        core: SocketIOClient,
+        ssl_context: ssl.SSLContext | None,
+        max_queue: int,
+        handlers: Handlers | None,
+    ) -> None:
+        super().__init__(core, ssl_context, max_queue, None)
+        self._setup_socketio(handlers)
+        self._connect_done = threading.Event()
+
+    def _connect_settled(self) -> None:
+        self._connect_done.set()
+
+    def start_background_task(self, target: Callable[..., object], *args: Any) -> threading.Thread:
+        """Run ``target(*args)`` on a new daemon thread (python-socketio's way); the thread."""
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        return thread
+
+    def sleep(self, seconds: float = 0) -> None:
+        """Sleep the calling thread."""
+        time.sleep(seconds)
+
+
+def connect_socketio(
+    url: str,
+    *,
+    handlers: Handlers | None = None,
+    wait_timeout: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    **options: Any,
+) -> SocketIOSession:
+    """Connect to a Socket.IO server (v5, python-socketio or socket.io) at ``url``.
+
+    python-socketio's ``connect()`` options: ``headers``, ``auth`` (sent with
+    every namespace's CONNECT, on every connection), ``namespaces`` (default:
+    those ``handlers`` has handlers for, else ``"/"``), ``socketio_path``,
+    ``wait_timeout`` (seconds for the first connection, namespaces
+    included), and the ``reconnection*`` options; also any
+    :class:`~octoproto.SocketIOConfig` field. Pass ``handlers`` (a
+    :class:`Handlers`) to have handlers in place
+    before the first event. Raises :class:`ConnectionError` when the first
+    attempt fails (as python-socketio's ``connect()``); later losses are
+    redialled. See :doc:`/howto/socketio`.
+    Returns once connected, with the loop thread running; use it in a
+    ``with`` block, or :meth:`~SocketIOSession.disconnect` it.
+    """
+    core = socketio_core(url, handlers=handlers, **options)
+    session = SocketIOSession(core, ssl_context, max_queue, handlers)
+    session._start()
+    session._connect_done.wait(wait_timeout)
+    error = session._first_connect_error(wait_timeout)
+    if error is not None:
+        session.close()
+        raise error
     return session
