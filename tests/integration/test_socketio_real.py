@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -288,3 +291,32 @@ def test_a_foreign_origin_is_refused(runner: Runner, socketio_server: SocketIOSe
             assert sio.connected
 
     runner.run(scenario)
+
+
+EXAMPLE = (
+    Path(__file__).resolve().parents[2] / "docs" / "examples" / "socketio" / "socketio_client.py"
+)
+
+
+def test_the_docs_example_runs(socketio_server: SocketIOServer) -> None:
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLE), socketio_server.url, TOKEN],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[:3] == ["connected", lines[1], "/chat says: from /chat"]
+    assert lines[1].startswith("welcome, sid ")
+    for line in (
+        "namespaces: ['/', '/chat']",
+        "echo: hi",
+        "binary echo: b'\\x00\\x01'",
+        "chat: ('chat', 'yo')",
+        "ask: the answer to 'life' is 42",
+        "ack: ('with', 'callback')",
+        "disconnected: client disconnect",
+    ):
+        assert line in lines, (line, lines)
