@@ -65,7 +65,7 @@ from .harness import (
     upgrade_response,
 )
 from .targets_rpc import target_rpc_client
-from .targets_socketio import target_socketio_wire
+from .targets_socketio import target_socketio_client, target_socketio_wire
 
 #: The handshake key every target's handshake uses (entropy seeded with this).
 HANDSHAKE_SEED = 7
@@ -588,6 +588,12 @@ TARGETS: dict[str, Target] = {
             target_socketio_wire,
             4096,
             "Engine.IO / Socket.IO packets and binary reassembly (_socketio_wire)",
+        ),
+        Target(
+            "socketio_client",
+            target_socketio_client,
+            4096,
+            "a SocketIOClient fed any server messages between emits, acks and timeouts",
         ),
         Target(
             "rpc_client",
