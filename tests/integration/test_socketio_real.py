@@ -24,7 +24,7 @@ import trio
 from octoproto.adapters import asyncio as asyncio_adapter
 from octoproto.adapters import blocking as blocking_adapter
 from octoproto.adapters import trio as trio_adapter
-from octoproto.adapters._socketio import Handlers
+from octoproto.adapters._socketio import ClientNamespace, Handlers
 from servers.socketio_server import TOKEN, SocketIOServer, frozen
 from servers.socketio_server import restart as socketio_restart
 
@@ -210,6 +210,32 @@ def test_namespaces_echo_acks_and_binary(runner: Runner, socketio_server: Socket
             await r.until(lambda: "binary" in log.names(), "the binary event")
             blob = {"blob": b"\x00\x01\xff", "parts": [b"a", "text", b"bc"]}
             assert log.has("binary", blob, b"2nd")
+
+    runner.run(scenario)
+
+
+def test_class_namespaces_and_the_catch_all(
+    runner: Runner, socketio_server: SocketIOServer
+) -> None:
+    async def scenario(r: Runner) -> None:
+        log = Log()
+
+        class Chat(ClientNamespace):
+            def on_connect(self) -> None:
+                log("chat connect", self.client is not None)
+
+            def on_hello(self, greeting: str) -> None:
+                log("hello", greeting)
+
+        handlers = Handlers()
+        handlers.on("*", lambda event, *args: log("any", event), "/")
+        handlers.register_namespace(Chat("/chat"))
+        async with r.connect(socketio_server, handlers=handlers) as sio:
+            await r.until(lambda: log.has("any", "welcome"), "the catch-all")
+            assert log.has("chat connect", True)
+            await r.until(lambda: log.has("hello", "from /chat"), "on_hello")
+            # The catch-all takes the server's question and returns None: an empty ack.
+            assert await sio.call("ask", "q") is None
 
     runner.run(scenario)
 
