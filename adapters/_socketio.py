@@ -237,6 +237,9 @@ class SocketIOHandling(BaseSession[T, SocketIOClient]):
         self._handlers = handlers if handlers is not None else Handlers()
         self._handlers.attach(self)
         self._first_outcome = None
+        # A namespace's refusal was reported to its connect_error handler: the
+        # ConnectFailed that follows for the same attempt is not reported again.
+        self._refusal_reported = False
 
     # --- python-socketio's surface -----------------------------------------------
 
@@ -330,10 +333,14 @@ class SocketIOHandling(BaseSession[T, SocketIOClient]):
         elif isinstance(item, SocketIOConnected):
             self._special(item.namespace, "connect", ())
         elif isinstance(item, SocketIOConnectError):
+            self._refusal_reported = True
             self._special(item.namespace, "connect_error", (item.data,))
         elif isinstance(item, SocketIODisconnected):
             self._special(item.namespace, "disconnect", (item.reason,))
         elif isinstance(item, ConnectFailed):
+            if self._refusal_reported:
+                self._refusal_reported = False
+                return True
             # A transport failure fails every namespace, as in python-socketio.
             for namespace in self.core.config.namespaces:  # type: ignore[attr-defined]
                 self._special(namespace, "connect_error", (item.reason,))

@@ -25,7 +25,7 @@ from octoproto.adapters import asyncio as asyncio_adapter
 from octoproto.adapters import blocking as blocking_adapter
 from octoproto.adapters import trio as trio_adapter
 from octoproto.adapters._socketio import ClientNamespace, Handlers
-from servers.socketio_server import TOKEN, SocketIOServer, frozen
+from servers.socketio_server import TOKEN, SocketIOServer, free_port, frozen
 from servers.socketio_server import restart as socketio_restart
 
 ADAPTERS = ["trio", "asyncio", "blocking"]
@@ -167,7 +167,9 @@ def test_auth_refused(runner: Runner, socketio_server: SocketIOServer) -> None:
             ):
                 pass
         expected = {"message": "authentication failed", "data": {"code": 401}}
-        assert ("connect_error", "/", expected) in log.items
+        assert [item for item in log.items if item[0] == "connect_error"] == [
+            ("connect_error", "/", expected)
+        ]
 
     runner.run(scenario)
 
@@ -185,7 +187,10 @@ def test_namespaces_refused(
         with pytest.raises(ConnectionError, match=message):
             async with r.connect(socketio_server, handlers=handlers, namespaces=["/", namespace]):
                 pass
-        assert any(item[:2] == ("connect_error", namespace) for item in log.items)
+        # Reported once, to the refused namespace only.
+        assert [item[:2] for item in log.items if item[0] == "connect_error"] == [
+            ("connect_error", namespace)
+        ]
 
     runner.run(scenario)
 
@@ -304,6 +309,19 @@ def test_restart_reconnects_and_restores_namespaces(
             # the auth went with both again.
             assert await sio.call("stats") == {"/": 1, "/chat": 1}
             assert await sio.call("msg", 1, namespace="/chat") == ("chat", 1)
+
+    runner.run(scenario)
+
+
+def test_no_server_is_a_connect_error(runner: Runner, socketio_server: SocketIOServer) -> None:
+    nobody = SocketIOServer("127.0.0.1", free_port(), 0, 2.0, 1.0, socketio_server.log_file)
+
+    async def scenario(r: Runner) -> None:
+        log = Log()
+        with pytest.raises(ConnectionError):
+            async with r.connect(nobody, handlers=standard_handlers(log)):
+                pass
+        assert [item[:2] for item in log.items] == [("connect_error", "/")]
 
     runner.run(scenario)
 
