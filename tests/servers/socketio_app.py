@@ -33,6 +33,9 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
+import sys
+import threading
 from typing import Any
 
 import socketio  # type: ignore[import-not-found]
@@ -106,13 +109,25 @@ def build(ping_interval: float, ping_timeout: float) -> web.Application:
     return app
 
 
+def _exit_on_eof() -> None:
+    sys.stdin.buffer.read()
+    os._exit(0)
+
+
 def main() -> None:
     """Serve until killed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ping-interval", type=float, default=25.0)
     parser.add_argument("--ping-timeout", type=float, default=20.0)
+    parser.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="exit when standard input ends (the launcher's pipe: the server cannot outlive it)",
+    )
     args = parser.parse_args()
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=_exit_on_eof, daemon=True).start()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = build(args.ping_interval, args.ping_timeout)
     web.run_app(app, host="127.0.0.1", port=args.port, print=lambda *_: None)

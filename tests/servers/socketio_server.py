@@ -212,8 +212,11 @@ def _spawn(port: int, ping_interval: float, ping_timeout: float, log_file: Path)
                 str(ping_interval),
                 "--ping-timeout",
                 str(ping_timeout),
+                "--exit-on-stdin-eof",
             ],
-            stdin=subprocess.DEVNULL,
+            # A pipe only this process holds: if it dies (a killed pytest),
+            # the pipe ends and the server exits with it.
+            stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=_clean_env(),
@@ -256,6 +259,8 @@ def stop(server: SocketIOServer) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(child.pid, signal.SIGCONT)  # a frozen process would not see SIGTERM
         child.terminate()
+    if child.stdin is not None:
+        child.stdin.close()
     try:
         child.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
