@@ -49,7 +49,8 @@ __all__ = [
 T = TypeVar("T", bound=Transport)
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Handler errors, and events no handler takes.
+#: Handler errors (ERROR); at DEBUG, every event received and emitted, by name
+#: only (python-socketio's ``logger=True``): arguments may hold secrets.
 logger = logging.getLogger("octoproto.socketio")
 
 #: The handler names python-socketio reserves for connection events.
@@ -323,6 +324,7 @@ class SocketIOHandling(BaseSession[T, SocketIOClient]):
     def _handle(self, item: BatchItem) -> bool:
         handlers = self._handlers
         if isinstance(item, SocketIOEvent):
+            logger.debug("received event %r [%s]", item.event, item.namespace)
             handler, catch_all = handlers.find(item.namespace, item.event)
             if handler is None:
                 if item.ack_id is not None:  # the server waits: answer with nothing
@@ -331,11 +333,13 @@ class SocketIOHandling(BaseSession[T, SocketIOClient]):
             args = (item.event, *item.args) if catch_all else item.args
             self._invoke(handler, args, item.namespace, item.ack_id)
         elif isinstance(item, SocketIOConnected):
+            logger.debug("namespace %s connected", item.namespace)
             self._special(item.namespace, "connect", ())
         elif isinstance(item, SocketIOConnectError):
             self._refusal_reported = True
             self._special(item.namespace, "connect_error", (item.data,))
         elif isinstance(item, SocketIODisconnected):
+            logger.debug("namespace %s disconnected: %s", item.namespace, item.reason)
             self._special(item.namespace, "disconnect", (item.reason,))
         elif isinstance(item, ConnectFailed):
             if self._refusal_reported:
@@ -454,6 +458,7 @@ class AsyncSocketIO(SocketIOHandling[T]):
         queue and goes out once it is (never ``BadNamespaceError``).
         """
         namespace = namespace or "/"
+        logger.debug("emitting event %r [%s]", event, namespace)
         if callback is None:
             self._feed(self.core.emit, event, *_args(data), namespace=namespace)
         else:
@@ -512,6 +517,7 @@ class BlockingSocketIO(SocketIOHandling[T]):
     ) -> None:
         """Emit ``event``; ``callback(*ack_args)`` runs on the loop thread when the ack comes."""
         namespace = namespace or "/"
+        logger.debug("emitting event %r [%s]", event, namespace)
         if callback is None:
             self._feed(self.core.emit, event, *_args(data), namespace=namespace)
         else:
