@@ -29,7 +29,6 @@ What the server expects and sends is in ``shared/protocols.md`` §2 and
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,7 +37,7 @@ from dataclasses import dataclass, field
 from ._calls import CallMatch
 from ._config import ReconnectSchedule, SessionConfig
 from ._errors import CallError, LocalProtocolError, NotConnectedError, SendQueueFullError
-from ._events import Event, HandshakeResponse
+from ._events import Event
 from ._frames import CLOSE_NORMAL
 from ._handlers import HandlerRegistry
 from ._rpc_wire import (
@@ -393,26 +392,10 @@ class RpcClient(SessionEngine):
                 self._waiting.remove(entry)
                 return
 
-    def _lose(
-        self,
-        code: int,
-        reason: str,
-        now: float,
-        *,
-        timed_out: bool = False,
-        handshake: HandshakeResponse | None = None,
-    ) -> None:
+    def _reconnects_after(self, code: int) -> bool:
         # rpc-websockets redials after any close but a normal one (1000) the
         # server sends: then the session closes for good.
-        if code == CLOSE_NORMAL and self._state is not SessionState.CLOSING:
-            config = self._config
-            self._config = dataclasses.replace(config, reconnect=ReconnectSchedule.never())
-            try:
-                super()._lose(code, reason, now, timed_out=timed_out, handshake=handshake)
-            finally:
-                self._config = config
-            return
-        super()._lose(code, reason, now, timed_out=timed_out, handshake=handshake)
+        return code != CLOSE_NORMAL
 
     # --- internals ------------------------------------------------------------
 

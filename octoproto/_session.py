@@ -545,6 +545,14 @@ class SessionEngine:
         """The dialect's HTTP request failed (transport error, timeout, bad response)."""
         raise NotImplementedError
 
+    def _reconnects_after(self, code: int) -> bool:
+        """Whether losing the connection with close ``code`` may redial (the schedule decides when).
+
+        Every close does by default; rpc-websockets' clients stop after a
+        normal one (1000) from the server.
+        """
+        return True
+
     def _on_call_expired(self, call_id: int, now: float) -> None:
         """A call's timeout fired (its :class:`CallFailed` is out): drop its queued request."""
 
@@ -568,7 +576,12 @@ class SessionEngine:
         self._flush_queue()
 
     def _flush_queue(self) -> None:
-        """Write queued user messages, in order, while the server reads."""
+        """Write queued user messages, in order, while the server reads.
+
+        Called when the session accepts messages again and when the send
+        backlog drains; a dialect with queues of its own (Socket.IO's per
+        namespace) extends it to flush those too.
+        """
         while self._queue and not self._backlog_full:
             self._write_message(self._queue.popleft())
 
@@ -908,7 +921,11 @@ class SessionEngine:
         else:
             self._emit(ConnectFailed(reason, timed_out=timed_out, handshake=handshake))
         self._attempt += 1
-        delay = self._config.reconnect.delay_before(self._attempt, self._config.entropy)
+        delay = (
+            self._config.reconnect.delay_before(self._attempt, self._config.entropy)
+            if self._reconnects_after(code)
+            else None
+        )
         if delay is None:
             self._move(Trigger.LOST_GIVING_UP)
             self._emit(ReconnectFailed(self._attempt - 1))
@@ -919,7 +936,10 @@ class SessionEngine:
         self._set_timer(Timer.RECONNECT, now + delay)
 
     def _fail_waiting(self, reason: str) -> None:
-        """The session closes for good: hand back queued messages, fail every pending call."""
+        """The session closes for good: hand back queued messages, fail every pending call.
+
+        A dialect with queues of its own extends it to hand those back too.
+        """
         if self._queue:
             messages, self._queue = tuple(self._queue), deque()
             self._emit(SendFailed(messages, reason))
