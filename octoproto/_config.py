@@ -73,6 +73,9 @@ class ReconnectSchedule:
     attempts: int | None = len(OCTOPRINT_RECONNECT_DELAYS)
     #: Spread each delay uniformly over ``delay × (1 ± jitter)``, within [0, 1].
     jitter: float = 0.0
+    #: Then add uniformly ± this many seconds, never going below 0
+    #: (python-socketio's ``randomization_factor``).
+    jitter_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         delays = tuple(float(delay) for delay in self.delays)
@@ -89,6 +92,10 @@ class ReconnectSchedule:
             raise LocalProtocolError(f"attempts must be an int >= 0 or None: {self.attempts!r}")
         if not 0.0 <= self.jitter <= 1.0:
             raise LocalProtocolError(f"jitter must be within [0, 1]: {self.jitter!r}")
+        if not (math.isfinite(self.jitter_seconds) and self.jitter_seconds >= 0):
+            raise LocalProtocolError(
+                f"jitter_seconds must be a finite number >= 0: {self.jitter_seconds!r}"
+            )
 
     @classmethod
     def fixed(cls, interval: float, attempts: int | None) -> ReconnectSchedule:
@@ -126,6 +133,8 @@ class ReconnectSchedule:
         delay = self.delays[min(attempt, len(self.delays)) - 1]
         if self.jitter:
             delay *= 1.0 + self.jitter * (2.0 * uniform(entropy) - 1.0)
+        if self.jitter_seconds:
+            delay = max(0.0, delay + self.jitter_seconds * (2.0 * uniform(entropy) - 1.0))
         return delay
 
 

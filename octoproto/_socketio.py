@@ -36,6 +36,7 @@ what this module decides on top of the session engine:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,14 +105,11 @@ def socketio_reconnect_schedule(
     """python-socketio's reconnection options as a :class:`~octoproto.ReconnectSchedule`.
 
     ``delay`` seconds, doubling up to ``delay_max``; ``attempts`` 0 means for
-    ever. One difference: python-socketio adds ``± randomization_factor``
-    *seconds* to each delay, while :class:`~octoproto.ReconnectSchedule`
-    spreads each delay by ``± randomization_factor × delay``: the same for the
-    first delay (1 s), wider for the later ones (5 s ± 2.5 s, not ± 0.5 s).
+    ever; each delay moved by up to ``± randomization_factor`` seconds, as
+    python-socketio does.
     """
-    return ReconnectSchedule.exponential(
-        delay, delay_max, 2.0, attempts or None, jitter=randomization_factor
-    )
+    exponential = ReconnectSchedule.exponential(delay, delay_max, 2.0, attempts or None, 0.0)
+    return dataclasses.replace(exponential, jitter_seconds=randomization_factor)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -71,6 +71,7 @@ UNITS: dict[str, str] = {
     "ReconnectSchedule.delays": "s (each)",
     "ReconnectSchedule.attempts": "attempts",
     "ReconnectSchedule.jitter": "fraction of the delay",
+    "ReconnectSchedule.jitter_seconds": "s",
     "ThrottleSettings.base": "s",
     "ThrottleSettings.window": "measurements",
     "ThrottleSettings.min_factor": "factor",

@@ -95,6 +95,18 @@ def test_jitter_spreads_within_bounds_deterministically() -> None:
     assert schedule.delay_before(1, lambda n: b"\x80" + bytes(n - 1)) == 10.0
 
 
+def test_jitter_seconds_adds_within_bounds_and_never_below_zero() -> None:
+    schedule = ReconnectSchedule(delays=(1.0, 5.0), attempts=None, jitter_seconds=0.5)
+    source, twin = SeededEntropy(3), SeededEntropy(3)
+    for attempt in range(2, 40):
+        delay = schedule.delay_before(attempt, source)
+        assert delay == 5.0 + 0.5 * (2.0 * uniform(twin) - 1.0)
+        assert 4.5 <= delay <= 5.5
+    assert schedule.delay_before(1, bytes) == 0.5  # the lowest draw: 1 - 0.5
+    wide = ReconnectSchedule(delays=(1.0,), attempts=None, jitter_seconds=3.0)
+    assert wide.delay_before(1, bytes) == 0.0
+
+
 def test_fixed() -> None:
     schedule = ReconnectSchedule.fixed(2.5, 3)
     assert (schedule.delays, schedule.attempts, schedule.jitter) == ((2.5,), 3, 0.0)
@@ -135,6 +147,8 @@ def test_never() -> None:
         ({"attempts": 2.0}, "attempts must be an int >= 0 or None: 2.0"),
         ({"jitter": -0.1}, "jitter must be within [0, 1]: -0.1"),
         ({"jitter": 1.5}, "jitter must be within [0, 1]: 1.5"),
+        ({"jitter_seconds": -1}, "jitter_seconds must be a finite number >= 0: -1"),
+        ({"jitter_seconds": math.nan}, "jitter_seconds must be a finite number >= 0: nan"),
     ],
 )
 def test_schedule_validation(kwargs: dict[str, Any], message: str) -> None:

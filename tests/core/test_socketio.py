@@ -473,7 +473,7 @@ def test_config_checks() -> None:
 def test_reconnect_schedule_like_python_socketio() -> None:
     schedule = socketio_reconnect_schedule()
     assert schedule.delays == (1.0, 2.0, 4.0, 5.0)
-    assert schedule.attempts is None and schedule.jitter == 0.5
+    assert schedule.attempts is None and schedule.jitter_seconds == 0.5 and schedule.jitter == 0
     assert socketio_reconnect_schedule(attempts=3).attempts == 3
     assert SocketIOConfig(url="http://h", entropy=SeededEntropy(1)).reconnect == schedule
 
