@@ -17,7 +17,7 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from octoproto import (
     BatchItem,
@@ -227,14 +227,23 @@ def _takes_an_argument(function: Callable[..., Any]) -> bool:
     )
 
 
+class _Settable(Protocol):
+    """The event each adapter's ``connect_socketio`` waits on (trio's, asyncio's, threading's)."""
+
+    def set(self) -> None: ...
+
+
 class SocketIOHandling(BaseSession[T, SocketIOClient]):
     """What the async and blocking Socket.IO sessions share: handlers, dispatch, the sids."""
 
     _handlers: Handlers
     #: The first connection attempt's outcome: None while unknown, "" when connected.
     _first_outcome: str | None
+    #: Set once that outcome is known: ``connect_socketio`` waits for it.
+    _connect_done: _Settable
 
-    def _setup_socketio(self, handlers: Handlers | None) -> None:
+    def _setup_socketio(self, handlers: Handlers | None, connect_done: _Settable) -> None:
+        self._connect_done = connect_done
         self._handlers = handlers if handlers is not None else Handlers()
         self._handlers.attach(self)
         self._first_outcome = None
@@ -301,11 +310,7 @@ class SocketIOHandling(BaseSession[T, SocketIOClient]):
             self._first_outcome = item.reason
         else:
             return
-        self._connect_settled()
-
-    def _connect_settled(self) -> None:
-        """The first attempt's outcome is known (the adapter wakes ``connect_socketio``)."""
-        raise NotImplementedError
+        self._connect_done.set()
 
     def _first_connect_error(self, wait_timeout: float) -> ConnectionError | None:
         """What ``connect_socketio`` raises after waiting: ``None`` when the session is up.

@@ -343,6 +343,8 @@ async def connect_rpc(
 class SocketIOSession(Session[SocketIOClient], AsyncSocketIO[_Transport]):
     """A live Socket.IO client on asyncio. Get one from :func:`connect_socketio`."""
 
+    _connect_done: asyncio.Event  # what connect_socketio waits on
+
     def __init__(
         self,
         core: SocketIOClient,
@@ -350,12 +352,8 @@ class SocketIOSession(Session[SocketIOClient], AsyncSocketIO[_Transport]):
         max_queue: int,
         handlers: Handlers | None,
     ) -> None:
-        self._setup_socketio(handlers)
-        self._connect_done = asyncio.Event()
+        self._setup_socketio(handlers, asyncio.Event())
         super().__init__(core, ssl_context, max_queue)
-
-    def _connect_settled(self) -> None:
-        self._connect_done.set()
 
     def _start_task(self, target: Callable[[], Any]) -> None:
         self._spawn(target())

@@ -805,6 +805,8 @@ class SocketIOSession(Session[SocketIOClient], BlockingSocketIO[_Transport]):
     :meth:`call` is refused (it would wait for itself).
     """
 
+    _connect_done: threading.Event  # what connect_socketio waits on
+
     def __init__(
         self,
         core: SocketIOClient,
@@ -813,11 +815,7 @@ class SocketIOSession(Session[SocketIOClient], BlockingSocketIO[_Transport]):
         handlers: Handlers | None,
     ) -> None:
         super().__init__(core, ssl_context, max_queue, None)
-        self._setup_socketio(handlers)
-        self._connect_done = threading.Event()
-
-    def _connect_settled(self) -> None:
-        self._connect_done.set()
+        self._setup_socketio(handlers, threading.Event())
 
     def start_background_task(self, target: Callable[..., object], *args: Any) -> threading.Thread:
         """Run ``target(*args)`` on a new daemon thread (python-socketio's way); the thread."""

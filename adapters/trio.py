@@ -283,6 +283,8 @@ async def connect_rpc(
 class SocketIOSession(Session[SocketIOClient], AsyncSocketIO[_Transport]):
     """A live Socket.IO client on trio. Get one from :func:`connect_socketio`."""
 
+    _connect_done: trio.Event  # what connect_socketio waits on
+
     def __init__(
         self,
         core: SocketIOClient,
@@ -292,11 +294,7 @@ class SocketIOSession(Session[SocketIOClient], AsyncSocketIO[_Transport]):
         handlers: Handlers | None,
     ) -> None:
         super().__init__(core, nursery, ssl_context, max_queue)
-        self._setup_socketio(handlers)
-        self._connect_done = trio.Event()
-
-    def _connect_settled(self) -> None:
-        self._connect_done.set()
+        self._setup_socketio(handlers, trio.Event())
 
     def _start_task(self, target: Callable[[], Any]) -> None:
         self._nursery.start_soon(target)
